@@ -1,0 +1,251 @@
+package paywall
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// outageBackoff is how long the paywall stops asking Stripe after Stripe
+// could not be reached, so that an outage costs visitors no waiting.
+var outageBackoff = 5 * time.Second
+
+// account is the state shared by every handler of one Stripe account, kept
+// across config reloads in the accounts pool: what Stripe said about each
+// customer, and which checkout sessions were already redeemed.
+type account struct {
+	mu        sync.RWMutex
+	customers map[string]*customerEntry
+	max       int
+	strs      map[string]string // interned price and product IDs
+
+	// epoch counts invalidations, so that a read which began before a
+	// webhook said the customer changed is not stored as fresh.
+	epoch     atomic.Uint64
+	flights   singleflight.Group
+	downUntil atomic.Int64 // unix nanos; Stripe failed recently
+
+	usedMu sync.Mutex
+	used   map[string]int64 // checkout session ID → unix nanos after which to forget it
+}
+
+// customerEntry is one customer's facts as Stripe gave them. It is never
+// changed once stored; a change stores a new entry.
+type customerEntry struct {
+	subs        []subscriptionState
+	fetched     int64  // unix nanos of the Stripe read
+	stale       bool   // a webhook said the customer changed since
+	invalidated uint64 // epoch of the last invalidation
+}
+
+func newAccount(max int) *account {
+	return &account{
+		customers: make(map[string]*customerEntry),
+		max:       max,
+		strs:      make(map[string]string),
+		used:      make(map[string]int64),
+	}
+}
+
+// Destruct implements caddy.Destructor; the account holds no resources.
+func (a *account) Destruct() error { return nil }
+
+// grow raises the bound when a handler of the same account asks for more.
+func (a *account) grow(max int) {
+	a.mu.Lock()
+	if max > a.max {
+		a.max = max
+	}
+	a.mu.Unlock()
+}
+
+func (a *account) get(customer string) *customerEntry {
+	a.mu.RLock()
+	e := a.customers[customer]
+	a.mu.RUnlock()
+	return e
+}
+
+func (a *account) len() int {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return len(a.customers)
+}
+
+// store keeps a fresh read unless the customer was invalidated after the
+// read began.
+func (a *account) store(customer string, subs []subscriptionState, fetched int64, startEpoch uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old := a.customers[customer]
+	if old != nil && old.invalidated > startEpoch {
+		return
+	}
+	for i := range subs {
+		subs[i].Status = internStatus(subs[i].Status)
+		for j := range subs[i].Items {
+			subs[i].Items[j].Price = a.intern(subs[i].Items[j].Price)
+			subs[i].Items[j].Product = a.intern(subs[i].Items[j].Product)
+		}
+	}
+	if old == nil && len(a.customers) >= a.max {
+		a.makeRoom()
+	}
+	e := &customerEntry{subs: subs, fetched: fetched}
+	if old != nil {
+		e.invalidated = old.invalidated
+	}
+	a.customers[customer] = e
+}
+
+// invalidate marks a customer's facts stale and keeps them, so that they can
+// still serve if Stripe cannot be reached for the fresh ones.
+func (a *account) invalidate(customer string) {
+	a.mu.Lock()
+	epoch := a.epoch.Add(1)
+	if old := a.customers[customer]; old != nil {
+		e := *old
+		e.stale = true
+		e.invalidated = epoch
+		a.customers[customer] = &e
+	} else {
+		// Remember the invalidation so that an older read in flight
+		// is not stored as fresh.
+		if len(a.customers) >= a.max {
+			a.makeRoom()
+		}
+		a.customers[customer] = &customerEntry{stale: true, invalidated: epoch}
+	}
+	a.mu.Unlock()
+	a.flights.Forget(customer)
+}
+
+// makeRoom drops about one in a hundred entries, in the map's random order,
+// so that a full cache does not evict on every insert. Called with mu held.
+func (a *account) makeRoom() {
+	n := a.max / 100
+	if n < 1 {
+		n = 1
+	}
+	for k := range a.customers {
+		delete(a.customers, k)
+		n--
+		if n <= 0 {
+			return
+		}
+	}
+}
+
+func (a *account) intern(s string) string {
+	if s == "" {
+		return ""
+	}
+	if v, ok := a.strs[s]; ok {
+		return v
+	}
+	if len(a.strs) < 10_000 {
+		a.strs[s] = s
+	}
+	return s
+}
+
+func internStatus(s string) string {
+	for _, known := range [...]string{"active", "trialing", "past_due", "unpaid", "canceled", "incomplete", "incomplete_expired", "paused"} {
+		if s == known {
+			return known
+		}
+	}
+	return s
+}
+
+// down reports whether Stripe failed within outageBackoff.
+func (a *account) down(t int64) bool {
+	return t < a.downUntil.Load()
+}
+
+// redeem records a checkout session as used; it reports false when it was
+// used before.
+func (a *account) redeem(id string, t int64) bool {
+	a.usedMu.Lock()
+	defer a.usedMu.Unlock()
+	if exp, ok := a.used[id]; ok && t < exp {
+		return false
+	}
+	if len(a.used) >= 100_000 {
+		for k, exp := range a.used {
+			if t >= exp {
+				delete(a.used, k)
+			}
+		}
+		if len(a.used) >= 100_000 {
+			return false // flooded: refuse rather than forget
+		}
+	}
+	// Checkout sessions live at most 24 hours.
+	a.used[id] = t + int64(25*time.Hour)
+	return true
+}
+
+// errUnknownUnavailable is returned when Stripe cannot be reached and
+// nothing is known about the customer: the visitor must wait, not pay.
+var errUnknownUnavailable = errors.New("customer state unknown and stripe unavailable")
+
+// customerState returns the subscriptions of a customer, from the cache when
+// the entry is younger than cache_ttl, otherwise from one Stripe read shared
+// by all concurrent callers. When Stripe cannot be reached, known facts
+// serve for stale_if_error.
+func (h *Handler) customerState(customer string) ([]subscriptionState, error) {
+	a := h.account
+	t := now().UnixNano()
+	e := a.get(customer)
+	if e != nil && !e.stale && t-e.fetched < int64(h.CacheTTL) {
+		return e.subs, nil
+	}
+	if !a.down(t) {
+		v, err, _ := a.flights.Do(customer, func() (any, error) {
+			return h.readCustomer(customer)
+		})
+		if err == nil {
+			return v.([]subscriptionState), nil
+		}
+		cacheEvents.WithLabelValues("stripe_error").Inc()
+	}
+	if e != nil && e.fetched > 0 && t-e.fetched < int64(h.CacheTTL)+int64(h.StaleIfError) {
+		cacheEvents.WithLabelValues("stale_served").Inc()
+		return e.subs, nil
+	}
+	return nil, errUnknownUnavailable
+}
+
+// refreshCustomer reads a customer again now, whatever the cache holds:
+// webhooks and completed checkouts call it.
+func (h *Handler) refreshCustomer(customer string) error {
+	h.account.invalidate(customer)
+	if h.account.down(now().UnixNano()) {
+		return errStripeUnavailable
+	}
+	_, err, _ := h.account.flights.Do(customer, func() (any, error) {
+		return h.readCustomer(customer)
+	})
+	return err
+}
+
+func (h *Handler) readCustomer(customer string) ([]subscriptionState, error) {
+	a := h.account
+	start := a.epoch.Load()
+	cacheEvents.WithLabelValues("stripe_read").Inc()
+	subs, err := h.stripe.subscriptions(context.Background(), customer)
+	t := now().UnixNano()
+	if err != nil {
+		if errors.Is(err, errStripeUnavailable) {
+			a.downUntil.Store(t + int64(outageBackoff))
+		}
+		return nil, err
+	}
+	a.store(customer, subs, t, start)
+	return subs, nil
+}

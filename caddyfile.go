@@ -1,0 +1,210 @@
+package paywall
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterDirective("paywall", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("paywall", httpcaddyfile.After, "forward_auth")
+}
+
+// parseCaddyfile sets up the handler from Caddyfile tokens and emits two
+// routes: one for the endpoints under the prefix, which the user's matcher
+// need not cover, and one for the gated requests. Syntax:
+//
+//	paywall [<matcher>] {
+//		secret_key      <sk_… or rk_…>
+//		price           <price_id> [...]
+//		product         <prod_id> [...]
+//		webhook_secret  <whsec_…>
+//		cookie_secret   <secret>
+//		endpoint_prefix <path>
+//		cache_ttl       <duration>
+//		stale_if_error  <duration>
+//		grace_period    <duration>
+//		trial_days      <n>
+//		allow_promotion_codes
+//		support_url     <url>
+//		page            <file>
+//		dry_run
+//		api_url         <url>
+//		cache_size      <n>
+//		stripe_timeout  <duration>
+//		cookie_max_age  <duration>
+//		cookie_name     <name>
+//	}
+func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	matcherSet, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
+	var pw Handler
+	if err := pw.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+
+	prefix := pw.EndpointPrefix
+	if prefix == "" {
+		prefix = defaultEndpointPrefix
+	}
+	prefix = strings.TrimRight(prefix, "/")
+	var warnings []caddyconfig.Warning
+	handlerJSON := caddyconfig.JSONModuleObject(pw, "handler", "paywall", &warnings)
+	endpoints := caddyhttp.Route{
+		MatcherSetsRaw: []caddy.ModuleMap{{
+			"path": caddyconfig.JSON(caddyhttp.MatchPath{prefix + "/*"}, &warnings),
+		}},
+		HandlersRaw: []json.RawMessage{handlerJSON},
+	}
+	gated := caddyhttp.Route{HandlersRaw: []json.RawMessage{handlerJSON}}
+	if matcherSet != nil {
+		gated.MatcherSetsRaw = []caddy.ModuleMap{matcherSet}
+	}
+	return []httpcaddyfile.ConfigValue{
+		{Class: "route", Value: endpoints},
+		{Class: "route", Value: gated},
+	}, nil
+}
+
+// UnmarshalCaddyfile reads the directive's block into h.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] && opt != "price" && opt != "product" {
+			return d.Errf("%s: given more than once", opt)
+		}
+		seen[opt] = true
+
+		switch opt {
+		case "secret_key":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			v := d.Val()
+			// Catch the common mix-ups while the file and line are known.
+			// The message never repeats the key.
+			if strings.HasPrefix(v, "pk_") || strings.HasPrefix(v, "whsec_") || (!strings.Contains(v, "{") && checkSecretKey(v) != nil) {
+				return d.Errf("%s", checkSecretKey(v).Error())
+			}
+			h.SecretKey = v
+		case "webhook_secret":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			v := d.Val()
+			if !strings.Contains(v, "{") && !strings.HasPrefix(v, "whsec_") {
+				return d.Err("webhook_secret must be a Stripe webhook signing secret (whsec_…)")
+			}
+			h.WebhookSecret = v
+		case "cookie_secret":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.CookieSecret = d.Val()
+		case "price":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.Prices = append(h.Prices, args...)
+		case "product":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.Products = append(h.Products, args...)
+		case "endpoint_prefix":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			v := d.Val()
+			if !strings.HasPrefix(v, "/") || strings.TrimRight(v, "/") == "" {
+				return d.Errf("endpoint_prefix %q must start with / and not be / alone", v)
+			}
+			h.EndpointPrefix = v
+		case "cache_ttl", "stale_if_error", "grace_period", "stripe_timeout", "cookie_max_age":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil {
+				return d.Errf("%s: bad duration %q: %v", opt, d.Val(), err)
+			}
+			if dur < 0 {
+				return d.Errf("%s: duration %q must not be negative", opt, d.Val())
+			}
+			switch opt {
+			case "cache_ttl":
+				h.CacheTTL = caddy.Duration(dur)
+			case "stale_if_error":
+				h.StaleIfError = caddy.Duration(dur)
+			case "grace_period":
+				h.GracePeriod = caddy.Duration(dur)
+			case "stripe_timeout":
+				h.StripeTimeout = caddy.Duration(dur)
+			case "cookie_max_age":
+				h.CookieMaxAge = caddy.Duration(dur)
+			}
+		case "trial_days", "cache_size":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 0 {
+				return d.Errf("%s: %q is not a whole number", opt, d.Val())
+			}
+			if opt == "trial_days" {
+				h.TrialDays = n
+			} else {
+				h.CacheSize = n
+			}
+		case "allow_promotion_codes":
+			h.AllowPromotionCodes = true
+		case "dry_run":
+			h.DryRun = true
+		case "support_url", "page", "api_url", "cookie_name":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			switch opt {
+			case "support_url":
+				h.SupportURL = d.Val()
+			case "page":
+				h.Page = d.Val()
+			case "api_url":
+				h.APIURL = d.Val()
+			case "cookie_name":
+				h.CookieName = d.Val()
+			}
+		default:
+			return d.Errf("unrecognized subdirective '%s'", opt)
+		}
+		if opt != "price" && opt != "product" && d.NextArg() {
+			return d.Errf("%s: too many arguments", opt)
+		}
+	}
+	if h.SecretKey == "" {
+		return d.Err("secret_key is required (for example: secret_key {env.STRIPE_SECRET_KEY})")
+	}
+	if len(h.Prices) == 0 && len(h.Products) == 0 {
+		return d.Err("price or product is required")
+	}
+	return nil
+}
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

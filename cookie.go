@@ -1,0 +1,250 @@
+package paywall
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"io/fs"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
+)
+
+// cookieSecretStorageKey is where a generated cookie key is kept in Caddy's
+// storage, shared by restarts and by nodes that share storage.
+const cookieSecretStorageKey = "paywall/cookie_secret"
+
+// verifiedCap bounds the memory of cookies verified recently.
+const verifiedCap = 100_000
+
+// cookieJar signs and verifies the visitor cookie. The cookie holds a Stripe
+// customer ID and an expiry, signed with HMAC-SHA256:
+//
+//	<customer>.<expiry unix seconds>.<base64url signature>
+//
+// A cookie verified once is remembered by its exact value until it expires,
+// so that the hot path costs a map lookup rather than an HMAC.
+type cookieJar struct {
+	name    string
+	nonce   string
+	maxAge  time.Duration
+	secret  string // from the config, or empty
+	storage certmagic.Storage
+	logger  *zap.Logger
+
+	keyMu sync.Mutex
+	key   []byte
+
+	mu       sync.RWMutex
+	verified map[string]identity
+}
+
+// identity is a verified visitor.
+type identity struct {
+	customer    string
+	customerAny any // boxed once, so setting a placeholder allocates nothing
+	expires     int64
+}
+
+func newCookieJar(name string, maxAge time.Duration, secret string, storage certmagic.Storage, logger *zap.Logger) *cookieJar {
+	return &cookieJar{
+		name:     name,
+		nonce:    name + "_checkout",
+		maxAge:   maxAge,
+		secret:   secret,
+		storage:  storage,
+		logger:   logger,
+		verified: make(map[string]identity),
+	}
+}
+
+// signingKey returns the key, loading or creating it in storage on first use
+// (not in Provision: caddy validate and caddy adapt must not write storage).
+func (j *cookieJar) signingKey() ([]byte, error) {
+	j.keyMu.Lock()
+	defer j.keyMu.Unlock()
+	if j.key != nil {
+		return j.key, nil
+	}
+	if j.secret != "" {
+		sum := sha256.Sum256([]byte("caddy-paywall cookie v1\x00" + j.secret))
+		j.key = sum[:]
+		return j.key, nil
+	}
+	if j.storage == nil {
+		return nil, errors.New("no cookie_secret and no storage to keep a generated one")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := j.storage.Lock(ctx, cookieSecretStorageKey); err != nil {
+		return nil, err
+	}
+	defer func() { _ = j.storage.Unlock(context.Background(), cookieSecretStorageKey) }()
+	key, err := j.storage.Load(ctx, cookieSecretStorageKey)
+	if errors.Is(err, fs.ErrNotExist) {
+		key = make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		if err := j.storage.Store(ctx, cookieSecretStorageKey, key); err != nil {
+			return nil, err
+		}
+		j.logger.Info("generated a cookie signing key and kept it in storage", zap.String("storage_key", cookieSecretStorageKey))
+	} else if err != nil {
+		return nil, err
+	}
+	if len(key) < 32 {
+		return nil, errors.New("stored cookie signing key is too short")
+	}
+	j.key = key
+	return j.key, nil
+}
+
+func (j *cookieJar) sign(key []byte, customer string, expires int64) string {
+	payload := customer + "." + strconv.FormatInt(expires, 10)
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(payload))
+	return payload + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// issue returns a cookie that identifies the customer until maxAge passes.
+func (j *cookieJar) issue(r *http.Request, customer string) (*http.Cookie, error) {
+	key, err := j.signingKey()
+	if err != nil {
+		return nil, err
+	}
+	t := now()
+	exp := t.Add(j.maxAge).Unix()
+	return &http.Cookie{
+		Name:     j.name,
+		Value:    j.sign(key, customer, exp),
+		Path:     "/",
+		Expires:  time.Unix(exp, 0),
+		MaxAge:   int(j.maxAge / time.Second),
+		HttpOnly: true,
+		Secure:   r.TLS != nil,
+		SameSite: http.SameSiteLaxMode,
+	}, nil
+}
+
+// clear returns a cookie that deletes the named cookie.
+func clearCookie(r *http.Request, name string) *http.Cookie {
+	return &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode}
+}
+
+// identify returns the verified visitor of the request, if any.
+func (j *cookieJar) identify(r *http.Request) (identity, bool) {
+	value, ok := cookieValue(r.Header, j.name)
+	if !ok || value == "" {
+		return identity{}, false
+	}
+	t := now().Unix()
+	j.mu.RLock()
+	id, ok := j.verified[value]
+	j.mu.RUnlock()
+	if ok {
+		return id, t < id.expires
+	}
+	id, ok = j.verify(value, t)
+	if !ok {
+		return identity{}, false
+	}
+	value = strings.Clone(value) // the key must not pin the request's header
+	j.mu.Lock()
+	if len(j.verified) >= verifiedCap {
+		n := verifiedCap / 100
+		for k := range j.verified {
+			delete(j.verified, k)
+			if n--; n <= 0 {
+				break
+			}
+		}
+	}
+	j.verified[value] = id
+	j.mu.Unlock()
+	return id, true
+}
+
+// verify checks a cookie value's signature and expiry.
+func (j *cookieJar) verify(value string, t int64) (identity, bool) {
+	customer, rest, ok := strings.Cut(value, ".")
+	if !ok || !validCustomerID(customer) {
+		return identity{}, false
+	}
+	expStr, sig, ok := strings.Cut(rest, ".")
+	if !ok {
+		return identity{}, false
+	}
+	exp, err := strconv.ParseInt(expStr, 10, 64)
+	if err != nil || exp <= t {
+		return identity{}, false
+	}
+	got, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil || len(got) != sha256.Size {
+		return identity{}, false
+	}
+	key, err := j.signingKey()
+	if err != nil {
+		j.logger.Error("cannot load the cookie signing key", zap.Error(err))
+		return identity{}, false
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(value[:len(customer)+1+len(expStr)]))
+	if !hmac.Equal(got, m.Sum(nil)) {
+		return identity{}, false
+	}
+	customer = strings.Clone(customer)
+	return identity{customer: customer, customerAny: customer, expires: exp}, true
+}
+
+// validCustomerID accepts Stripe customer IDs: cus_ followed by letters and
+// digits.
+func validCustomerID(s string) bool {
+	if len(s) < 5 || len(s) > 255 || !strings.HasPrefix(s, "cus_") {
+		return false
+	}
+	for i := 4; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// newNonce returns a random value that binds a checkout session to the
+// browser that started it.
+func newNonce() string {
+	b := make([]byte, 18)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// cookieValue finds a cookie in the Cookie headers without allocating,
+// unlike r.Cookie, which parses every cookie of the request.
+func cookieValue(h http.Header, name string) (string, bool) {
+	for _, line := range h["Cookie"] {
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.TrimSpace(part)
+			k, v, ok := strings.Cut(part, "=")
+			if !ok || k != name {
+				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			return v, true
+		}
+	}
+	return "", false
+}

@@ -1,0 +1,86 @@
+package paywall
+
+import (
+	"slices"
+	"time"
+)
+
+// Reasons, as set in {http.paywall.reason} and the problem document.
+const (
+	reasonActive          = "active"
+	reasonTrialing        = "trialing"
+	reasonPastDueGrace    = "past_due_grace"
+	reasonNoSubscription  = "no_subscription"
+	reasonEnded           = "subscription_ended"
+	reasonPaymentFailed   = "payment_failed"
+	reasonTrialEnded      = "trial_ended"
+	reasonCheckoutNotDone = "checkout_not_completed"
+	reasonUnavailable     = "stripe_unavailable"
+)
+
+// Values of {http.paywall.status}.
+const (
+	statusEntitled        = "entitled"
+	statusPaymentRequired = "payment_required"
+	statusUnavailable     = "unavailable"
+)
+
+// entitlement decides from a customer's subscriptions whether they pay for
+// this handler's prices or products, and says why in either case.
+func (h *Handler) entitlement(subs []subscriptionState, t time.Time) (bool, string) {
+	denial := reasonNoSubscription
+	rank := 0
+	for i := range subs {
+		s := &subs[i]
+		if !h.covers(s) {
+			continue
+		}
+		switch s.Status {
+		case "active":
+			// cancel_at_period_end keeps access until Stripe ends it.
+			return true, reasonActive
+		case "trialing":
+			return true, reasonTrialing
+		case "past_due":
+			if h.GracePeriod > 0 && t.Before(time.Unix(s.PeriodStart, 0).Add(time.Duration(h.GracePeriod))) {
+				return true, reasonPastDueGrace
+			}
+			denial, rank = worse(denial, rank, reasonPaymentFailed, 3)
+		case "unpaid", "incomplete":
+			denial, rank = worse(denial, rank, reasonPaymentFailed, 3)
+		case "paused":
+			// Stripe pauses a subscription whose trial ended without a
+			// payment method.
+			denial, rank = worse(denial, rank, reasonTrialEnded, 2)
+		case "canceled":
+			if s.TrialEnd > 0 && s.EndedAt > 0 && s.EndedAt <= s.TrialEnd+60 {
+				denial, rank = worse(denial, rank, reasonTrialEnded, 2)
+			} else {
+				denial, rank = worse(denial, rank, reasonEnded, 1)
+			}
+		default: // incomplete_expired and statuses Stripe may add
+			denial, rank = worse(denial, rank, reasonEnded, 1)
+		}
+	}
+	return false, denial
+}
+
+// worse keeps the reason the visitor can act on first: a failed payment
+// they can fix beats an ended trial, which beats an ended subscription.
+func worse(cur string, curRank int, next string, nextRank int) (string, int) {
+	if nextRank > curRank {
+		return next, nextRank
+	}
+	return cur, curRank
+}
+
+// covers reports whether a subscription includes one of this handler's
+// prices or products.
+func (h *Handler) covers(s *subscriptionState) bool {
+	for _, it := range s.Items {
+		if slices.Contains(h.prices, it.Price) || (it.Product != "" && slices.Contains(h.products, it.Product)) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,52 @@
+package paywall
+
+import (
+	"errors"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// The collectors are created once and registered on every Provision, so that
+// a config reload neither fails nor resets them. No label carries a customer.
+var (
+	decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "paywall",
+		Name:      "decisions_total",
+		Help:      "Gated requests by outcome and reason.",
+	}, []string{"status", "reason"})
+
+	// the hot path's counter, resolved once
+	decisionsEntitled = decisions.WithLabelValues(statusEntitled, "any")
+
+	cacheEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "paywall",
+		Name:      "stripe_events_total",
+		Help:      "Stripe reads of customer state, Stripe errors, and stale state served during outages.",
+	}, []string{"event"})
+
+	webhookEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "paywall",
+		Name:      "webhooks_total",
+		Help:      "Stripe webhook events by outcome.",
+	}, []string{"outcome"})
+)
+
+func registerMetrics(ctx caddy.Context) {
+	reg := ctx.GetMetricsRegistry()
+	if reg == nil {
+		return
+	}
+	for _, c := range []prometheus.Collector{decisions, cacheEvents, webhookEvents} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				ctx.Logger().Warn("registering metrics", zap.Error(err))
+			}
+		}
+	}
+}

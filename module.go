@@ -1,0 +1,305 @@
+// Package paywall is a Caddy HTTP handler that answers 402 Payment Required
+// to visitors without a paid Stripe subscription and serves the content to
+// those who pay.
+package paywall
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// now is the clock of the package; tests replace it.
+var now = time.Now
+
+const (
+	defaultEndpointPrefix = "/paywall"
+	defaultCacheTTL       = 5 * time.Minute
+	defaultStaleIfError   = 24 * time.Hour
+	defaultCacheSize      = 100_000
+	defaultStripeTimeout  = 5 * time.Second
+	defaultCookieMaxAge   = 30 * 24 * time.Hour
+	defaultCookieName     = "paywall"
+)
+
+// Handler gates requests on a paid Stripe subscription. Visitors without one
+// get 402 Payment Required with a way to subscribe through Stripe Checkout;
+// visitors whose subscription pays pass to the next handler.
+//
+// Requests under `endpoint_prefix` (default `/paywall`) are the handler's own
+// endpoints: `checkout`, `success`, `portal`, `logout` and `webhook`.
+//
+// Placeholders set for the handlers and logs that follow:
+//
+// Placeholder | Description
+// ------------|-------------
+// `{http.paywall.customer}` | the visitor's Stripe customer ID, when known
+// `{http.paywall.status}` | `entitled`, `payment_required` or `unavailable`
+// `{http.paywall.reason}` | why: `active`, `trialing`, `past_due_grace`, `no_subscription`, `subscription_ended`, `payment_failed`, `trial_ended`, `checkout_not_completed`, `stripe_unavailable`
+// `{http.paywall.checkout_url}` | the path that starts a checkout for this page
+type Handler struct {
+	// The Stripe secret key (`sk_…`) or restricted key (`rk_…`).
+	// Normally `{env.STRIPE_SECRET_KEY}`: placeholders are resolved when the
+	// handler is provisioned, so the admin API never shows the key.
+	SecretKey string `json:"secret_key,omitempty"`
+
+	// Price IDs. A subscription to any of them grants access; the first is
+	// the one sold at checkout.
+	Prices []string `json:"prices,omitempty"`
+
+	// Product IDs. A subscription to any price of these products grants access.
+	Products []string `json:"products,omitempty"`
+
+	// The signing secret (`whsec_…`) of the Stripe webhook endpoint. When set,
+	// `<endpoint_prefix>/webhook` accepts Stripe's events.
+	WebhookSecret string `json:"webhook_secret,omitempty"`
+
+	// The key that signs the visitor cookie. When empty, a key is generated
+	// once and kept in Caddy's storage, so restarts and nodes that share
+	// storage agree.
+	CookieSecret string `json:"cookie_secret,omitempty"`
+
+	// The path under which the handler's own endpoints live. Default `/paywall`.
+	EndpointPrefix string `json:"endpoint_prefix,omitempty"`
+
+	// How long what Stripe said about a customer is trusted. Default 5m.
+	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
+
+	// How long known state keeps serving while Stripe cannot be reached.
+	// Default 24h.
+	StaleIfError caddy.Duration `json:"stale_if_error,omitempty"`
+
+	// How long a `past_due` subscription keeps access after the failed
+	// renewal (its current_period_start). Default 0.
+	GracePeriod caddy.Duration `json:"grace_period,omitempty"`
+
+	// Days of free trial offered at checkout.
+	TrialDays int `json:"trial_days,omitempty"`
+
+	// Let visitors enter promotion codes at checkout.
+	AllowPromotionCodes bool `json:"allow_promotion_codes,omitempty"`
+
+	// Where a visitor can ask for help, shown on the 402 page.
+	SupportURL string `json:"support_url,omitempty"`
+
+	// A file holding the operator's own html/template for the 402 page.
+	Page string `json:"page,omitempty"`
+
+	// Decide, log and set placeholders, but never block.
+	DryRun bool `json:"dry_run,omitempty"`
+
+	// The Stripe API base URL, for stripe-mock and local stand-ins.
+	// Default: Stripe's own.
+	APIURL string `json:"api_url,omitempty"`
+
+	// The most customers kept in the shared cache. Default 100000.
+	CacheSize int `json:"cache_size,omitempty"`
+
+	// How long one call to Stripe may take. Default 5s.
+	StripeTimeout caddy.Duration `json:"stripe_timeout,omitempty"`
+
+	// How long the visitor cookie lasts. Default 30d.
+	CookieMaxAge caddy.Duration `json:"cookie_max_age,omitempty"`
+
+	// The name of the visitor cookie. Default `paywall`.
+	CookieName string `json:"cookie_name,omitempty"`
+
+	secretKey     string
+	webhookSecret string
+	cookieSecret  string
+	prefix        string
+	apiURL        string
+	supportURL    string
+	prices        []string
+	products      []string
+
+	stripe    stripeAPI
+	account   *account
+	poolKey   string
+	cookies   *cookieJar
+	page      *template.Template
+	logger    *zap.Logger
+	ctx       caddy.Context
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.paywall",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision sets defaults, resolves placeholders and builds the Stripe
+// client. It makes no network call: Caddy provisions on validate and adapt too.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.ctx = ctx
+	h.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+
+	h.secretKey = strings.TrimSpace(repl.ReplaceAll(h.SecretKey, ""))
+	h.webhookSecret = strings.TrimSpace(repl.ReplaceAll(h.WebhookSecret, ""))
+	h.cookieSecret = repl.ReplaceAll(h.CookieSecret, "")
+	h.apiURL = strings.TrimRight(repl.ReplaceAll(h.APIURL, ""), "/")
+	h.supportURL = repl.ReplaceAll(h.SupportURL, "")
+	h.prices = resolveIDs(repl, h.Prices)
+	h.products = resolveIDs(repl, h.Products)
+
+	h.prefix = h.EndpointPrefix
+	if h.prefix == "" {
+		h.prefix = defaultEndpointPrefix
+	}
+	h.prefix = strings.TrimRight(h.prefix, "/")
+	if h.CacheTTL == 0 {
+		h.CacheTTL = caddy.Duration(defaultCacheTTL)
+	}
+	if h.StaleIfError == 0 {
+		h.StaleIfError = caddy.Duration(defaultStaleIfError)
+	}
+	if h.CacheSize == 0 {
+		h.CacheSize = defaultCacheSize
+	}
+	if h.StripeTimeout == 0 {
+		h.StripeTimeout = caddy.Duration(defaultStripeTimeout)
+	}
+	if h.CookieMaxAge == 0 {
+		h.CookieMaxAge = caddy.Duration(defaultCookieMaxAge)
+	}
+	if h.CookieName == "" {
+		h.CookieName = defaultCookieName
+	}
+
+	// Refuse a bad key here rather than in Validate: nothing below should
+	// be built around a key that can never work.
+	if err := checkSecretKey(h.secretKey); err != nil {
+		return err
+	}
+
+	h.stripe = newStripeClient(h.secretKey, h.apiURL, time.Duration(h.StripeTimeout), h.logger)
+
+	// One cache per Stripe account, shared by every handler of that account
+	// and kept across config reloads.
+	sum := sha256.Sum256([]byte(h.apiURL + "\x00" + h.secretKey))
+	h.poolKey = hex.EncodeToString(sum[:])
+	val, _, err := accounts.LoadOrNew(h.poolKey, func() (caddy.Destructor, error) {
+		return newAccount(h.CacheSize), nil
+	})
+	if err != nil {
+		return err
+	}
+	h.account = val.(*account)
+	h.account.grow(h.CacheSize)
+
+	h.cookies = newCookieJar(h.CookieName, time.Duration(h.CookieMaxAge), h.cookieSecret, ctx.Storage(), h.logger)
+
+	if h.Page != "" {
+		page, err := loadPageTemplate(h.Page)
+		if err != nil {
+			return fmt.Errorf("page: %v", err)
+		}
+		h.page = page
+	}
+	registerMetrics(ctx)
+	return nil
+}
+
+// Validate checks the configuration; its messages name the option at fault.
+func (h *Handler) Validate() error {
+	if len(h.prices) == 0 && len(h.products) == 0 {
+		return errors.New("paywall: price or product is required")
+	}
+	for _, p := range h.prices {
+		if !strings.HasPrefix(p, "price_") && !strings.HasPrefix(p, "plan_") {
+			return fmt.Errorf("paywall: price %q is not a Stripe price ID (price_…)", p)
+		}
+	}
+	for _, p := range h.products {
+		if !strings.HasPrefix(p, "prod_") {
+			return fmt.Errorf("paywall: product %q is not a Stripe product ID (prod_…)", p)
+		}
+	}
+	if !strings.HasPrefix(h.prefix, "/") || h.prefix == "" {
+		return fmt.Errorf("paywall: endpoint_prefix %q must start with /", h.EndpointPrefix)
+	}
+	if h.webhookSecret != "" && !strings.HasPrefix(h.webhookSecret, "whsec_") {
+		return errors.New("paywall: webhook_secret must be a Stripe webhook signing secret (whsec_…)")
+	}
+	if h.apiURL != "" {
+		u, err := url.Parse(h.apiURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("paywall: api_url %q must be an http(s) URL", h.APIURL)
+		}
+	}
+	if h.TrialDays < 0 || h.TrialDays > 730 {
+		return fmt.Errorf("paywall: trial_days %d must be between 0 and 730", h.TrialDays)
+	}
+	if h.CacheTTL < 0 || h.StaleIfError < 0 || h.GracePeriod < 0 || h.StripeTimeout < 0 || h.CookieMaxAge < 0 {
+		return errors.New("paywall: durations must not be negative")
+	}
+	if h.CacheSize < 0 {
+		return fmt.Errorf("paywall: cache_size %d must be positive", h.CacheSize)
+	}
+	if h.cookieSecret != "" && len(h.cookieSecret) < 32 {
+		return errors.New("paywall: cookie_secret must be at least 32 characters")
+	}
+	return nil
+}
+
+// Cleanup releases this handler's hold on the shared account cache.
+func (h *Handler) Cleanup() error {
+	if h.poolKey != "" {
+		_, err := accounts.Delete(h.poolKey)
+		return err
+	}
+	return nil
+}
+
+// checkSecretKey refuses keys that cannot call Stripe's API from a server,
+// without ever echoing the key.
+func checkSecretKey(key string) error {
+	switch {
+	case key == "":
+		return errors.New("paywall: secret_key is required (set it, or the environment variable it names)")
+	case strings.HasPrefix(key, "pk_"):
+		return errors.New("paywall: secret_key is a publishable key (pk_…); use the secret key (sk_…) or a restricted key (rk_…)")
+	case strings.HasPrefix(key, "whsec_"):
+		return errors.New("paywall: secret_key is a webhook signing secret (whsec_…); it belongs in webhook_secret")
+	case !strings.HasPrefix(key, "sk_") && !strings.HasPrefix(key, "rk_"):
+		return errors.New("paywall: secret_key must be a Stripe secret key (sk_…) or restricted key (rk_…)")
+	}
+	return nil
+}
+
+func resolveIDs(repl *caddy.Replacer, ids []string) []string {
+	var out []string
+	for _, id := range ids {
+		for _, f := range strings.Fields(repl.ReplaceAll(id, "")) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// accounts holds one *account per Stripe account and API URL, across reloads.
+var accounts = caddy.NewUsagePool()
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

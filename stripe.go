@@ -1,0 +1,295 @@
+package paywall
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/stripe/stripe-go/v76"
+	portalsession "github.com/stripe/stripe-go/v76/billingportal/session"
+	checkoutsession "github.com/stripe/stripe-go/v76/checkout/session"
+	"github.com/stripe/stripe-go/v76/product"
+	"github.com/stripe/stripe-go/v76/subscription"
+	"go.uber.org/zap"
+)
+
+// stripeAPI is everything the paywall asks of Stripe. The tests fake it at
+// the HTTP level, so this interface exists for clarity rather than mocking.
+type stripeAPI interface {
+	// subscriptions lists every subscription of a customer, canceled ones
+	// included. A customer Stripe does not know has none.
+	subscriptions(ctx context.Context, customer string) ([]subscriptionState, error)
+	createCheckout(ctx context.Context, req checkoutRequest) (checkoutSession, error)
+	checkoutSession(ctx context.Context, id string) (checkoutSession, error)
+	createPortal(ctx context.Context, customer, returnURL string) (string, error)
+	defaultPrice(ctx context.Context, product string) (string, error)
+}
+
+// subscriptionState is what the paywall needs of one Stripe subscription:
+// only fields that are stable across Stripe API versions.
+type subscriptionState struct {
+	Status            string
+	CancelAtPeriodEnd bool
+	PeriodStart       int64 // current_period_start: the failed renewal when past_due
+	TrialEnd          int64
+	EndedAt           int64
+	Items             []priceRef
+}
+
+// priceRef names the price of a subscription item and its product.
+type priceRef struct {
+	Price, Product string
+}
+
+type checkoutRequest struct {
+	Price               string
+	Customer            string // reuse a known customer; empty for a new one
+	SuccessURL          string
+	CancelURL           string
+	ClientReferenceID   string
+	TrialDays           int
+	AllowPromotionCodes bool
+	ExpiresAt           time.Time
+}
+
+type checkoutSession struct {
+	ID                string
+	URL               string
+	Status            string
+	Mode              string
+	PaymentStatus     string
+	ClientReferenceID string
+	Customer          string
+}
+
+// errStripeUnavailable marks failures that are not the visitor's doing:
+// the network, timeouts, rate limits, Stripe's own errors, a revoked key.
+var errStripeUnavailable = errors.New("stripe unavailable")
+
+// errStripeNotFound marks a missing object (an unknown session or customer).
+var errStripeNotFound = errors.New("not found at stripe")
+
+type stripeClient struct {
+	subs     subscription.Client
+	checkout checkoutsession.Client
+	portal   portalsession.Client
+	products product.Client
+	timeout  time.Duration
+	logger   *zap.Logger
+}
+
+func newStripeClient(key, apiURL string, timeout time.Duration, logger *zap.Logger) *stripeClient {
+	cfg := &stripe.BackendConfig{
+		HTTPClient: &http.Client{
+			Timeout: timeout,
+			Transport: &http.Transport{
+				Proxy:               http.ProxyFromEnvironment,
+				DialContext:         (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
+				TLSHandshakeTimeout: timeout,
+				MaxIdleConnsPerHost: 16,
+				IdleConnTimeout:     90 * time.Second,
+				ForceAttemptHTTP2:   true,
+			},
+		},
+		// One retry: POSTs carry an idempotency key, so a retried checkout
+		// creation never makes a second session. The context deadline below
+		// bounds the whole call, retries included.
+		MaxNetworkRetries: stripe.Int64(1),
+		// The SDK's own log lines may quote error messages from Stripe;
+		// we log what we need ourselves, without secrets.
+		LeveledLogger: &stripe.LeveledLogger{Level: stripe.LevelNull},
+	}
+	if apiURL != "" {
+		cfg.URL = stripe.String(apiURL)
+	}
+	b := stripe.GetBackendWithConfig(stripe.APIBackend, cfg)
+	return &stripeClient{
+		subs:     subscription.Client{B: b, Key: key},
+		checkout: checkoutsession.Client{B: b, Key: key},
+		portal:   portalsession.Client{B: b, Key: key},
+		products: product.Client{B: b, Key: key},
+		timeout:  timeout,
+		logger:   logger,
+	}
+}
+
+func (c *stripeClient) subscriptions(ctx context.Context, customer string) ([]subscriptionState, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	params := &stripe.SubscriptionListParams{
+		Customer: stripe.String(customer),
+		Status:   stripe.String("all"),
+	}
+	params.Context = ctx
+	params.Limit = stripe.Int64(100)
+	var out []subscriptionState
+	it := c.subs.List(params)
+	for it.Next() {
+		s := it.Subscription()
+		st := subscriptionState{
+			Status:            string(s.Status),
+			CancelAtPeriodEnd: s.CancelAtPeriodEnd,
+			PeriodStart:       s.CurrentPeriodStart,
+			TrialEnd:          s.TrialEnd,
+			EndedAt:           s.EndedAt,
+		}
+		if s.Items != nil {
+			for _, item := range s.Items.Data {
+				if item.Price == nil {
+					continue
+				}
+				ref := priceRef{Price: item.Price.ID}
+				if item.Price.Product != nil {
+					ref.Product = item.Price.Product.ID
+				}
+				st.Items = append(st.Items, ref)
+			}
+		}
+		out = append(out, st)
+	}
+	if err := it.Err(); err != nil {
+		err = c.classify("list subscriptions", err)
+		if errors.Is(err, errStripeNotFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *stripeClient) createCheckout(ctx context.Context, req checkoutRequest) (checkoutSession, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	params := &stripe.CheckoutSessionParams{
+		Mode: stripe.String(string(stripe.CheckoutSessionModeSubscription)),
+		LineItems: []*stripe.CheckoutSessionLineItemParams{{
+			Price:    stripe.String(req.Price),
+			Quantity: stripe.Int64(1),
+		}},
+		SuccessURL:        stripe.String(req.SuccessURL),
+		CancelURL:         stripe.String(req.CancelURL),
+		ClientReferenceID: stripe.String(req.ClientReferenceID),
+	}
+	params.Context = ctx
+	if req.Customer != "" {
+		params.Customer = stripe.String(req.Customer)
+	}
+	if req.TrialDays > 0 {
+		params.SubscriptionData = &stripe.CheckoutSessionSubscriptionDataParams{
+			TrialPeriodDays: stripe.Int64(int64(req.TrialDays)),
+		}
+	}
+	if req.AllowPromotionCodes {
+		params.AllowPromotionCodes = stripe.Bool(true)
+	}
+	if !req.ExpiresAt.IsZero() {
+		params.ExpiresAt = stripe.Int64(req.ExpiresAt.Unix())
+	}
+	s, err := c.checkout.New(params)
+	if err != nil {
+		return checkoutSession{}, c.classify("create checkout session", err)
+	}
+	return sessionFrom(s), nil
+}
+
+func (c *stripeClient) checkoutSession(ctx context.Context, id string) (checkoutSession, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	params := &stripe.CheckoutSessionParams{}
+	params.Context = ctx
+	s, err := c.checkout.Get(id, params)
+	if err != nil {
+		return checkoutSession{}, c.classify("retrieve checkout session", err)
+	}
+	return sessionFrom(s), nil
+}
+
+func (c *stripeClient) createPortal(ctx context.Context, customer, returnURL string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	params := &stripe.BillingPortalSessionParams{
+		Customer:  stripe.String(customer),
+		ReturnURL: stripe.String(returnURL),
+	}
+	params.Context = ctx
+	s, err := c.portal.New(params)
+	if err != nil {
+		return "", c.classify("create billing portal session", err)
+	}
+	return s.URL, nil
+}
+
+func (c *stripeClient) defaultPrice(ctx context.Context, prod string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	params := &stripe.ProductParams{}
+	params.Context = ctx
+	p, err := c.products.Get(prod, params)
+	if err != nil {
+		return "", c.classify("retrieve product", err)
+	}
+	if p.DefaultPrice == nil || p.DefaultPrice.ID == "" {
+		return "", fmt.Errorf("product has no default price: %w", errStripeNotFound)
+	}
+	return p.DefaultPrice.ID, nil
+}
+
+// classify turns an SDK error into errStripeNotFound, a visitor error, or
+// errStripeUnavailable, and logs it without Stripe's message text, which can
+// quote part of the key.
+func (c *stripeClient) classify(op string, err error) error {
+	var se *stripe.Error
+	if errors.As(err, &se) {
+		fields := []zap.Field{
+			zap.String("op", op),
+			zap.Int("http_status", se.HTTPStatusCode),
+			zap.String("type", string(se.Type)),
+			zap.String("code", string(se.Code)),
+			zap.String("request_id", se.RequestID),
+		}
+		switch {
+		case se.HTTPStatusCode == http.StatusNotFound || se.Code == stripe.ErrorCodeResourceMissing:
+			c.logger.Debug("stripe object not found", fields...)
+			return fmt.Errorf("%s: %w", op, errStripeNotFound)
+		case se.HTTPStatusCode == http.StatusBadRequest:
+			c.logger.Error("stripe refused a request", fields...)
+			return fmt.Errorf("%s: stripe refused the request (%s, %s)", op, se.Type, se.Code)
+		default:
+			// 401/403 (revoked key), 429, 5xx
+			c.logger.Error("stripe call failed", fields...)
+			return fmt.Errorf("%s: stripe answered %d: %w", op, se.HTTPStatusCode, errStripeUnavailable)
+		}
+	}
+	c.logger.Warn("stripe unreachable", zap.String("op", op), zap.Error(redactURLError(err)))
+	return fmt.Errorf("%s: %w", op, errStripeUnavailable)
+}
+
+// redactURLError keeps the kind of a network error and drops the URL, which
+// can carry a customer ID in its query.
+func redactURLError(err error) error {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			return inner
+		}
+	}
+	return err
+}
+
+func sessionFrom(s *stripe.CheckoutSession) checkoutSession {
+	out := checkoutSession{
+		ID:                s.ID,
+		URL:               s.URL,
+		Status:            string(s.Status),
+		Mode:              string(s.Mode),
+		PaymentStatus:     string(s.PaymentStatus),
+		ClientReferenceID: s.ClientReferenceID,
+	}
+	if s.Customer != nil {
+		out.Customer = s.Customer.ID
+	}
+	return out
+}

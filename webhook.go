@@ -1,0 +1,157 @@
+package paywall
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+// webhookTolerance is how far an event's signed timestamp may be from now,
+// in either direction.
+const webhookTolerance = 300 * time.Second
+
+// maxWebhookBody bounds an event's size; Stripe's are a few kilobytes.
+const maxWebhookBody = 1 << 20
+
+// webhookEvent holds the parts of a Stripe event that are the same in every
+// API version.
+type webhookEvent struct {
+	ID         string `json:"id"`
+	Type       string `json:"type"`
+	APIVersion string `json:"api_version"`
+	Data       struct {
+		Object struct {
+			ID       string          `json:"id"`
+			Object   string          `json:"object"`
+			Customer json.RawMessage `json:"customer"`
+		} `json:"object"`
+	} `json:"data"`
+}
+
+// serveWebhook verifies a Stripe event and, when it concerns a customer,
+// reads that customer again from Stripe. The event body is a hint, not the
+// truth: events come late, twice and out of order.
+func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBody))
+	if err != nil {
+		return caddyhttp.Error(http.StatusRequestEntityTooLarge, errors.New("paywall: webhook body too large"))
+	}
+	if err := verifySignature(body, r.Header.Get("Stripe-Signature"), h.webhookSecret, now()); err != nil {
+		webhookEvents.WithLabelValues("rejected").Inc()
+		h.logger.Warn("webhook rejected", zap.Error(err), zap.String("remote_ip", r.RemoteAddr))
+		return caddyhttp.Error(http.StatusBadRequest, err)
+	}
+	var ev webhookEvent
+	if err := json.Unmarshal(body, &ev); err != nil || ev.Type == "" {
+		webhookEvents.WithLabelValues("unreadable").Inc()
+		return caddyhttp.Error(http.StatusBadRequest, errors.New("paywall: webhook body is not a Stripe event"))
+	}
+	customer := eventCustomer(&ev)
+	if customer == "" {
+		webhookEvents.WithLabelValues("ignored").Inc()
+		h.logger.Debug("webhook event ignored", zap.String("type", ev.Type), zap.String("event", ev.ID))
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	webhookEvents.WithLabelValues("refreshed").Inc()
+	if err := h.refreshCustomer(customer); err != nil {
+		// The customer stays marked stale: the next request reads
+		// Stripe again, and until Stripe answers, known state serves.
+		h.logger.Warn("webhook: could not read the customer again", zap.String("type", ev.Type), zap.String("event", ev.ID), zap.Error(err))
+	}
+	h.logger.Info("webhook event applied", zap.String("type", ev.Type), zap.String("event", ev.ID), zap.String("api_version", ev.APIVersion))
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// eventCustomer returns the customer an event is about, for the event types
+// that can change access; "" for the rest.
+func eventCustomer(ev *webhookEvent) string {
+	obj := &ev.Data.Object
+	switch {
+	case strings.HasPrefix(ev.Type, "customer.subscription."),
+		strings.HasPrefix(ev.Type, "checkout.session."),
+		strings.HasPrefix(ev.Type, "invoice."):
+		return customerField(obj.Customer)
+	case strings.HasPrefix(ev.Type, "customer.") && obj.Object == "customer":
+		if validCustomerID(obj.ID) {
+			return obj.ID
+		}
+	}
+	return ""
+}
+
+// customerField reads a customer that is either an ID or an expanded object.
+func customerField(raw json.RawMessage) string {
+	var id string
+	if json.Unmarshal(raw, &id) != nil {
+		var obj struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(raw, &obj) != nil {
+			return ""
+		}
+		id = obj.ID
+	}
+	if !validCustomerID(id) {
+		return ""
+	}
+	return id
+}
+
+// verifySignature checks a Stripe-Signature header (t=<unix>,v1=<hex>,…)
+// over the raw body: any v1 may match, which is how Stripe signs while an
+// endpoint secret is being rolled.
+func verifySignature(body []byte, header, secret string, t time.Time) error {
+	if header == "" {
+		return errors.New("paywall: webhook without Stripe-Signature")
+	}
+	var ts int64 = -1
+	var sigs [][]byte
+	for _, part := range strings.Split(header, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "t":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return errors.New("paywall: webhook signature has a bad timestamp")
+			}
+			ts = n
+		case "v1":
+			if sig, err := hex.DecodeString(v); err == nil {
+				sigs = append(sigs, sig)
+			}
+		}
+	}
+	if ts < 0 || len(sigs) == 0 {
+		return errors.New("paywall: webhook signature header is malformed")
+	}
+	if d := t.Sub(time.Unix(ts, 0)); d > webhookTolerance || d < -webhookTolerance {
+		return fmt.Errorf("paywall: webhook timestamp is %s away from now, beyond the %s tolerance", d.Round(time.Second), webhookTolerance)
+	}
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(strconv.FormatInt(ts, 10)))
+	m.Write([]byte("."))
+	m.Write(body)
+	want := m.Sum(nil)
+	for _, sig := range sigs {
+		if hmac.Equal(sig, want) {
+			return nil
+		}
+	}
+	return errors.New("paywall: webhook signature does not match")
+}
