@@ -1,23 +1,527 @@
 package paywall
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"html/template"
+	"io"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 )
 
-// writeDenial is a placeholder until the page lands.
-func (h *Handler) writeDenial(w http.ResponseWriter, r *http.Request, d denial) error {
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Link", "<"+d.CheckoutURL+`>; rel="payment"`)
-	if d.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(d.RetryAfter))
+// PageData is what the 402 page template is executed with, the built-in
+// one and an operator's own (`page <file>`) alike. The URLs are paths on
+// this site; html/template escapes every field for where it is used.
+//
+//	Lang         "en" or "id": the language chosen from Accept-Language
+//	Status       402, or 503 while Stripe cannot be reached
+//	Reason       no_subscription, subscription_ended, payment_failed,
+//	             trial_ended, checkout_not_completed or stripe_unavailable
+//	Title        a short heading for the reason, in Lang
+//	Detail       one plain paragraph saying why and what to do, in Lang
+//	CheckoutURL  starts a Stripe Checkout and comes back (GET or POST);
+//	             empty with 503: offer no payment while Stripe is down
+//	PortalURL    the billing portal, to update the payment method;
+//	             set when the last payment failed
+//	LogoutURL    forgets this browser (POST only); set when a customer is known
+//	SupportURL   the handler's support_url, when set (http, https or mailto)
+//	ReturnPath   the page the visitor asked for
+//	RetryAfter   seconds to wait before trying again; set with 503
+//	T            every built-in string in Lang, by key (see pageStrings),
+//	             with {seconds} already replaced: {{.T.subscribe}}
+//
+// An operator's page is served with the Content-Security-Policy
+// customPageCSP: inline CSS and images from this site are allowed, nothing
+// from other sites, no scripts. Link to CheckoutURL and PortalURL rather
+// than posting a form to them: Chrome applies form-action to the redirect
+// to Stripe that follows a form post, and blocks it.
+type PageData struct {
+	Lang        string
+	Status      int
+	Reason      string
+	Title       string
+	Detail      string
+	CheckoutURL string
+	PortalURL   string
+	LogoutURL   string
+	SupportURL  string
+	ReturnPath  string
+	RetryAfter  int
+	T           map[string]string
+}
+
+// problemTypeBase is where each reason's problem type is documented; the
+// reason is the anchor.
+const problemTypeBase = "https://github.com/caddy-paywall/paywall/blob/main/README.md#"
+
+// defaultRetryAfter is what a 503 says when the caller did not say.
+const defaultRetryAfter = 5
+
+// customPageCSP is the Content-Security-Policy of an operator's page.
+const customPageCSP = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; " +
+	"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+//go:embed templates/page.html templates/page.css
+var templateFS embed.FS
+
+var (
+	// pageCSS is the built-in page's stylesheet, inlined into its <style>.
+	pageCSS = mustRead("templates/page.css")
+
+	// builtinPage is the built-in 402 page, parsed once.
+	builtinPage = template.Must(template.New("page.html").
+			Option("missingkey=error").
+			Funcs(template.FuncMap{"css": func() template.CSS { return template.CSS(pageCSS) }}).
+			ParseFS(templateFS, "templates/page.html"))
+
+	// builtinPageCSP allows the built-in page exactly its own inline
+	// stylesheet, by hash, and nothing else: no script, no fetch, no
+	// resource from anywhere. Its only form (sign out) posts to this site.
+	builtinPageCSP = "default-src 'none'; style-src '" + cssHash(pageCSS) + "'; img-src data:; " +
+		"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+func mustRead(name string) string {
+	b, err := templateFS.ReadFile(name)
+	if err != nil {
+		panic(err)
 	}
+	return string(b)
+}
+
+func cssHash(css string) string {
+	sum := sha256.Sum256([]byte(css))
+	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// pageBuffers hold pages while they render, so that a template that fails
+// halfway never sends half a page.
+var pageBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBuffer keeps one huge page from pinning its buffer forever.
+const maxPooledBuffer = 64 << 10
+
+// loadPageTemplate parses an operator's page template, and executes it once
+// for every reason so that a mistake such as a misspelt field fails when
+// the configuration loads rather than in front of a visitor.
+func loadPageTemplate(path string) (*template.Template, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(string(src)) == "" {
+		return nil, fmt.Errorf("%s: the template is empty", path)
+	}
+	tmpl, err := template.New(path).Parse(string(src))
+	if err != nil {
+		return nil, err // "template: <path>:<line>: …"
+	}
+	for _, reason := range pageReasons {
+		d := denial{
+			Status:      http.StatusPaymentRequired,
+			Reason:      reason,
+			CheckoutURL: "/paywall/checkout?return=%2F",
+			LogoutURL:   "/paywall/logout?return=%2F",
+			ReturnPath:  "/",
+		}
+		switch reason {
+		case reasonPaymentFailed:
+			d.PortalURL = "/paywall/portal?return=%2F"
+		case reasonUnavailable:
+			d.Status, d.RetryAfter = http.StatusServiceUnavailable, defaultRetryAfter
+		}
+		if err := tmpl.Execute(io.Discard, newPageData(d, "en", "mailto:support@example.com")); err != nil {
+			return nil, err // "template: <path>:<line>:<col>: executing …"
+		}
+	}
+	return tmpl, nil
+}
+
+// pageReasons are the reasons a page can be asked to explain.
+var pageReasons = []string{
+	reasonNoSubscription,
+	reasonEnded,
+	reasonPaymentFailed,
+	reasonTrialEnded,
+	reasonCheckoutNotDone,
+	reasonUnavailable,
+}
+
+// writeDenial answers a refusal in the form the client asked for: a problem
+// document (RFC 9457) for API clients, an HTML page for everyone else, in
+// English or Indonesian. A 402 points to checkout in a Link header; a 503
+// says when to retry and offers no payment at all.
+func (h *Handler) writeDenial(w http.ResponseWriter, r *http.Request, d denial) error {
+	if d.Status == 0 {
+		d.Status = http.StatusPaymentRequired
+	}
+	if d.Status == http.StatusServiceUnavailable && d.RetryAfter <= 0 {
+		d.RetryAfter = defaultRetryAfter
+	}
+	lang := negotiateLanguage(r.Header.Values("Accept-Language"))
+	asJSON := wantsProblemJSON(r.Header.Values("Accept"))
+
+	hdr := w.Header()
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Add("Vary", "Accept, Accept-Language")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Referrer-Policy", "same-origin")
+	hdr.Set("Content-Language", lang)
+	hdr.Del("Last-Modified")
+	hdr.Del("ETag")
+	if d.Status == http.StatusServiceUnavailable {
+		hdr.Set("Retry-After", strconv.Itoa(d.RetryAfter))
+	} else if d.CheckoutURL != "" && !strings.ContainsAny(d.CheckoutURL, "<>\r\n") {
+		hdr.Set("Link", "<"+d.CheckoutURL+`>; rel="payment"`)
+	}
+	if asJSON {
+		hdr.Set("Content-Type", "application/problem+json")
+	} else {
+		hdr.Set("Content-Type", "text/html; charset=utf-8")
+	}
+
+	if r.Method == http.MethodHead {
+		if !asJSON {
+			hdr.Set("Content-Security-Policy", h.pageCSP())
+		}
+		w.WriteHeader(d.Status)
+		return nil
+	}
+
+	buf := pageBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= maxPooledBuffer {
+			pageBuffers.Put(buf)
+		}
+	}()
+
+	data := newPageData(d, lang, h.supportURL)
+	if asJSON {
+		if err := json.NewEncoder(buf).Encode(newProblem(r, data)); err != nil {
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+	} else {
+		csp, err := h.renderPage(buf, data)
+		if err != nil {
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+		hdr.Set("Content-Security-Policy", csp)
+	}
+	hdr.Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(d.Status)
-	_, _ = w.Write([]byte(d.Reason))
+	// A client gone away is nothing to report: the status is written.
+	_, _ = w.Write(buf.Bytes())
 	return nil
 }
 
-func loadPageTemplate(path string) (*template.Template, error) {
-	return template.ParseFiles(path)
+// pageCSP is the Content-Security-Policy of the page this handler serves.
+func (h *Handler) pageCSP() string {
+	if h.page != nil {
+		return customPageCSP
+	}
+	return builtinPageCSP
+}
+
+// renderPage renders the operator's page, or the built-in one when there is
+// none or it fails, into buf, and returns the policy that fits what it
+// rendered.
+func (h *Handler) renderPage(buf *bytes.Buffer, data PageData) (string, error) {
+	if h.page != nil {
+		err := h.page.Execute(buf, data)
+		if err == nil {
+			return customPageCSP, nil
+		}
+		buf.Reset()
+		if h.logger != nil {
+			h.logger.Error("page template failed; serving the built-in page instead",
+				zap.String("page", h.Page), zap.Error(err))
+		}
+	}
+	if err := builtinPage.Execute(buf, data); err != nil {
+		return "", fmt.Errorf("paywall: built-in page: %w", err)
+	}
+	return builtinPageCSP, nil
+}
+
+func newPageData(d denial, lang, supportURL string) PageData {
+	strs := pageStrings[lang]
+	if d.RetryAfter > 0 {
+		strs = withSeconds(strs, d.RetryAfter)
+	}
+	reason := d.Reason
+	if _, ok := strs["title_"+reason]; !ok {
+		reason = reasonNoSubscription // words for a reason this page does not know
+	}
+	data := PageData{
+		Lang:        lang,
+		Status:      d.Status,
+		Reason:      d.Reason,
+		Title:       strs["title_"+reason],
+		Detail:      strs["detail_"+reason],
+		CheckoutURL: d.CheckoutURL,
+		PortalURL:   d.PortalURL,
+		LogoutURL:   d.LogoutURL,
+		SupportURL:  supportURL,
+		ReturnPath:  safeReturn(d.ReturnPath),
+		RetryAfter:  d.RetryAfter,
+		T:           strs,
+	}
+	if d.Status == http.StatusServiceUnavailable {
+		data.CheckoutURL = ""
+	}
+	return data
+}
+
+// withSeconds returns a copy of strs with {seconds} replaced by n.
+func withSeconds(strs map[string]string, n int) map[string]string {
+	out := make(map[string]string, len(strs))
+	secs := strconv.Itoa(n)
+	for k, v := range strs {
+		out[k] = strings.ReplaceAll(v, "{seconds}", secs)
+	}
+	return out
+}
+
+// problem is an RFC 9457 problem document with this handler's extensions.
+type problem struct {
+	Type        string `json:"type"`
+	Title       string `json:"title"`
+	Status      int    `json:"status"`
+	Detail      string `json:"detail"`
+	Reason      string `json:"reason"`
+	CheckoutURL string `json:"checkout_url,omitempty"`
+	PortalURL   string `json:"portal_url,omitempty"`
+	SupportURL  string `json:"support_url,omitempty"`
+	RetryAfter  int    `json:"retry_after,omitempty"`
+}
+
+func newProblem(r *http.Request, data PageData) problem {
+	p := problem{
+		Type:        problemTypeBase + data.Reason,
+		Title:       data.Title,
+		Status:      data.Status,
+		Detail:      data.Detail,
+		Reason:      data.Reason,
+		CheckoutURL: absoluteURL(r, data.CheckoutURL),
+		PortalURL:   absoluteURL(r, data.PortalURL),
+		SupportURL:  absoluteURL(r, data.SupportURL),
+	}
+	if data.Status == http.StatusServiceUnavailable {
+		p.RetryAfter = data.RetryAfter
+	}
+	return p
+}
+
+// absoluteURL makes a path on this site absolute and leaves anything else,
+// such as an https: or mailto: URL, as it is.
+func absoluteURL(r *http.Request, u string) string {
+	if strings.HasPrefix(u, "/") && !strings.HasPrefix(u, "//") {
+		return origin(r) + u
+	}
+	return u
+}
+
+// wantsProblemJSON reports whether the Accept header asks for JSON (a
+// problem document or plain JSON) at least as much as for HTML. Only a
+// client that names a JSON type gets JSON on a tie, so "*/*" gets the page.
+func wantsProblemJSON(accept []string) bool {
+	ranges := parseAccept(accept)
+	if len(ranges) == 0 {
+		return false
+	}
+	html := mediaQ(ranges, "text", "html")
+	js := max(mediaQ(ranges, "application", "problem+json"), mediaQ(ranges, "application", "json"))
+	if js <= 0 {
+		return false
+	}
+	if js > html {
+		return true
+	}
+	if js < html {
+		return false
+	}
+	for _, m := range ranges {
+		if m.typ == "application" && (m.sub == "json" || m.sub == "problem+json") && m.q > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+type mediaRange struct {
+	typ, sub string
+	q        float64
+}
+
+// parseAccept reads Accept headers into media ranges, skipping malformed
+// ones.
+func parseAccept(values []string) []mediaRange {
+	var out []mediaRange
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			mt, params, _ := strings.Cut(part, ";")
+			typ, sub, ok := strings.Cut(strings.ToLower(strings.TrimSpace(mt)), "/")
+			if !ok || typ == "" || sub == "" || (typ == "*" && sub != "*") {
+				continue
+			}
+			q, ok := qValue(params)
+			if !ok {
+				continue
+			}
+			out = append(out, mediaRange{typ: strings.TrimSpace(typ), sub: strings.TrimSpace(sub), q: q})
+		}
+	}
+	return out
+}
+
+// mediaQ is the quality the most specific matching range gives typ/sub,
+// 0 when none matches.
+func mediaQ(ranges []mediaRange, typ, sub string) float64 {
+	best, q := 0, 0.0
+	for _, m := range ranges {
+		spec := 0
+		switch {
+		case m.typ == typ && m.sub == sub:
+			spec = 3
+		case m.typ == typ && m.sub == "*":
+			spec = 2
+		case m.typ == "*" && m.sub == "*":
+			spec = 1
+		}
+		if spec > best || (spec == best && spec > 0 && m.q > q) {
+			best, q = spec, m.q
+		}
+	}
+	return q
+}
+
+// qValue finds q= among ";"-separated parameters: 1 when absent, and not
+// ok when it is not a number from 0 to 1.
+func qValue(params string) (float64, bool) {
+	for _, p := range strings.Split(params, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if !strings.EqualFold(strings.TrimSpace(k), "q") {
+			continue
+		}
+		q, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || q < 0 || q > 1 {
+			return 0, false
+		}
+		return q, true
+	}
+	return 1, true
+}
+
+// pageLanguages are the languages the page speaks; the first is the default.
+var pageLanguages = []string{"en", "id"}
+
+// negotiateLanguage picks the built-in language the visitor prefers most
+// by Accept-Language quality, the earlier one on a tie, and English when
+// none is acceptable. "id-ID" matches "id"; "in" is Indonesian's old code.
+func negotiateLanguage(values []string) string {
+	best, bestQ := pageLanguages[0], 0.0
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			tag, params, _ := strings.Cut(part, ";")
+			primary, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(tag)), "-")
+			q, ok := qValue(params)
+			if !ok || q <= bestQ {
+				continue
+			}
+			switch primary {
+			case "*":
+				primary = pageLanguages[0]
+			case "in":
+				primary = "id"
+			}
+			if _, known := pageStrings[primary]; known {
+				best, bestQ = primary, q
+			}
+		}
+	}
+	return best
+}
+
+// pageStrings are the page's words, by language and key. Every language has
+// every key (a test makes sure); {seconds} stands for Retry-After.
+var pageStrings = map[string]map[string]string{
+	"en": {
+		"status_402": "Payment required",
+		"status_503": "Service unavailable",
+
+		"title_no_subscription":         "Subscription required",
+		"detail_no_subscription":        "This page is for subscribers, and this browser does not have a subscription yet.",
+		"title_subscription_ended":      "Your subscription has ended",
+		"detail_subscription_ended":     "Your subscription is no longer active. Subscribe again to get access back.",
+		"title_payment_failed":          "Your last payment failed",
+		"detail_payment_failed":         "We could not charge your payment method for your latest renewal, so access is paused. Update your payment method to restore it. You do not need to subscribe again.",
+		"title_trial_ended":             "Your free trial has ended",
+		"detail_trial_ended":            "Your free trial is over. Subscribe to keep your access.",
+		"title_checkout_not_completed":  "Your checkout was not completed",
+		"detail_checkout_not_completed": "You started a checkout in this browser, but it was not completed, for example because the card was declined. Try again with another card or payment method.",
+		"title_stripe_unavailable":      "Payment system temporarily unavailable",
+		"detail_stripe_unavailable":     "We cannot reach our payment system right now, so we cannot check your subscription. Nothing was charged by this page. Please wait about {seconds} seconds and try again, and do not pay again.",
+
+		"subscribe":          "Subscribe",
+		"subscribe_again":    "Subscribe again",
+		"try_again":          "Try again",
+		"checkout_note":      "You will pay securely with Stripe and come back to this page.",
+		"charged_note":       "If you were charged anyway, do not pay again: contact us and we will sort it out.",
+		"update_payment":     "Update payment method",
+		"portal_note":        "You will update it securely with Stripe and come back to this page.",
+		"retry":              "Try again",
+		"unavailable_notice": "If you already have a subscription, it is safe. There is nothing to pay on this page.",
+
+		"other_device_heading": "Already subscribed on another device?",
+		"other_device_text":    "Your subscription is remembered in the browser you paid with. Open this site there.",
+		"other_device_support": "Or contact support to get access in this browser too.",
+		"support":              "Contact support",
+		"not_you":              "Not you?",
+		"sign_out":             "Sign out",
+	},
+	"id": {
+		"status_402": "Pembayaran diperlukan",
+		"status_503": "Layanan tidak tersedia",
+
+		"title_no_subscription":         "Perlu berlangganan",
+		"detail_no_subscription":        "Halaman ini khusus untuk pelanggan, dan browser ini belum memiliki langganan.",
+		"title_subscription_ended":      "Langganan Anda telah berakhir",
+		"detail_subscription_ended":     "Langganan Anda sudah tidak aktif. Berlangganan lagi untuk mendapatkan akses kembali.",
+		"title_payment_failed":          "Pembayaran terakhir Anda gagal",
+		"detail_payment_failed":         "Kami tidak dapat menagih metode pembayaran Anda untuk perpanjangan terakhir, sehingga akses Anda dijeda. Perbarui metode pembayaran Anda untuk memulihkannya. Anda tidak perlu berlangganan lagi.",
+		"title_trial_ended":             "Masa uji coba gratis Anda telah berakhir",
+		"detail_trial_ended":            "Masa uji coba gratis Anda sudah selesai. Berlangganan untuk tetap mendapatkan akses.",
+		"title_checkout_not_completed":  "Pembayaran Anda belum selesai",
+		"detail_checkout_not_completed": "Anda sudah memulai pembayaran di browser ini, tetapi pembayarannya belum selesai, misalnya karena kartu ditolak. Coba lagi dengan kartu atau metode pembayaran lain.",
+		"title_stripe_unavailable":      "Sistem pembayaran sedang tidak tersedia",
+		"detail_stripe_unavailable":     "Kami tidak dapat menghubungi sistem pembayaran saat ini, sehingga langganan Anda tidak dapat diperiksa. Halaman ini tidak menagih apa pun. Tunggu sekitar {seconds} detik lalu coba lagi, dan jangan membayar lagi.",
+
+		"subscribe":          "Berlangganan",
+		"subscribe_again":    "Berlangganan lagi",
+		"try_again":          "Coba lagi",
+		"checkout_note":      "Anda akan membayar dengan aman melalui Stripe, lalu kembali ke halaman ini.",
+		"charged_note":       "Jika Anda tetap ditagih, jangan membayar lagi: hubungi kami dan kami akan membereskannya.",
+		"update_payment":     "Perbarui metode pembayaran",
+		"portal_note":        "Anda akan memperbaruinya dengan aman melalui Stripe, lalu kembali ke halaman ini.",
+		"retry":              "Coba lagi",
+		"unavailable_notice": "Jika Anda sudah berlangganan, langganan Anda aman. Tidak ada yang perlu dibayar di halaman ini.",
+
+		"other_device_heading": "Sudah berlangganan di perangkat lain?",
+		"other_device_text":    "Langganan Anda diingat di browser yang Anda gunakan untuk membayar. Buka situs ini di sana.",
+		"other_device_support": "Atau hubungi dukungan untuk mendapatkan akses di browser ini juga.",
+		"support":              "Hubungi dukungan",
+		"not_you":              "Bukan Anda?",
+		"sign_out":             "Keluar",
+	},
 }
