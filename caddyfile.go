@@ -43,6 +43,7 @@ func init() {
 //		cookie_name     <name>
 //	}
 func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	h.Next() // the directive name, so that the matcher token comes next
 	matcherSet, err := h.ExtractMatcherSet()
 	if err != nil {
 		return nil, err
@@ -79,7 +80,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
-		return d.ArgErr()
+		// Not d.ArgErr: it quotes the token, which may be a key written
+		// here by mistake.
+		return d.Err("paywall takes only a matcher on its line; options such as secret_key go in its block")
 	}
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {

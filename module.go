@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 )
 
@@ -126,13 +127,13 @@ type Handler struct {
 	prices        []string
 	products      []string
 
-	stripe    stripeAPI
-	account   *account
-	poolKey   string
-	cookies   *cookieJar
-	page      *template.Template
-	logger    *zap.Logger
-	ctx       caddy.Context
+	stripe  stripeAPI
+	account *account
+	poolKey string
+	cookies *cookieJar
+	page    *template.Template
+	logger  *zap.Logger
+	ctx     caddy.Context
 }
 
 // CaddyModule returns the Caddy module information.
@@ -203,7 +204,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.account = val.(*account)
 	h.account.grow(h.CacheSize)
 
-	h.cookies = newCookieJar(h.CookieName, time.Duration(h.CookieMaxAge), h.cookieSecret, ctx.Storage(), h.logger)
+	h.cookies = newCookieJar(h.CookieName, time.Duration(h.CookieMaxAge), h.cookieSecret, storageOf(ctx), h.logger)
 
 	if h.Page != "" {
 		page, err := loadPageTemplate(h.Page)
@@ -246,8 +247,13 @@ func (h *Handler) Validate() error {
 	if h.TrialDays < 0 || h.TrialDays > 730 {
 		return fmt.Errorf("paywall: trial_days %d must be between 0 and 730", h.TrialDays)
 	}
-	if h.CacheTTL < 0 || h.StaleIfError < 0 || h.GracePeriod < 0 || h.StripeTimeout < 0 || h.CookieMaxAge < 0 {
-		return errors.New("paywall: durations must not be negative")
+	for _, d := range []struct {
+		name string
+		v    caddy.Duration
+	}{{"cache_ttl", h.CacheTTL}, {"stale_if_error", h.StaleIfError}, {"grace_period", h.GracePeriod}, {"stripe_timeout", h.StripeTimeout}, {"cookie_max_age", h.CookieMaxAge}} {
+		if d.v < 0 {
+			return fmt.Errorf("paywall: %s must not be negative", d.name)
+		}
 	}
 	if h.CacheSize < 0 {
 		return fmt.Errorf("paywall: cache_size %d must be positive", h.CacheSize)
@@ -281,6 +287,19 @@ func checkSecretKey(key string) error {
 		return errors.New("paywall: secret_key must be a Stripe secret key (sk_…) or restricted key (rk_…)")
 	}
 	return nil
+}
+
+// storageOf returns the storage of ctx's config. A context made without a
+// config, as by caddy.NewContext in tests and tools that provision a lone
+// handler, has none and its Storage method panics; the cookie jar then
+// works only with cookie_secret, and says so when asked for a key.
+func storageOf(ctx caddy.Context) (s certmagic.Storage) {
+	defer func() {
+		if recover() != nil {
+			s = nil
+		}
+	}()
+	return ctx.Storage()
 }
 
 func resolveIDs(repl *caddy.Replacer, ids []string) []string {
