@@ -196,11 +196,10 @@ var errUnknownUnavailable = errors.New("customer state unknown and stripe unavai
 
 // customerState returns the subscriptions of a customer, from the cache when
 // the entry is younger than cache_ttl, otherwise from one Stripe read shared
-// by all concurrent callers. When Stripe cannot be reached, known facts
+// by all concurrent callers; t is now in unix nanoseconds. When Stripe cannot be reached, known facts
 // serve for stale_if_error.
-func (h *Handler) customerState(customer string) ([]subscriptionState, error) {
+func (h *Handler) customerState(customer string, t int64) ([]subscriptionState, error) {
 	a := h.account
-	t := now().UnixNano()
 	e := a.get(customer)
 	if e != nil && !e.stale && t-e.fetched < int64(h.CacheTTL) {
 		return e.subs, nil

@@ -140,13 +140,13 @@ func clearCookie(r *http.Request, name string) *http.Cookie {
 	return &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode}
 }
 
-// identify returns the verified visitor of the request, if any.
-func (j *cookieJar) identify(r *http.Request) (identity, bool) {
+// identify returns the verified visitor of the request, if any, at t (unix
+// seconds).
+func (j *cookieJar) identify(r *http.Request, t int64) (identity, bool) {
 	value, ok := cookieValue(r.Header, j.name)
 	if !ok || value == "" {
 		return identity{}, false
 	}
-	t := now().Unix()
 	j.mu.RLock()
 	id, ok := j.verified[value]
 	j.mu.RUnlock()
@@ -188,7 +188,9 @@ func (j *cookieJar) verify(value string, t int64) (identity, bool) {
 		return identity{}, false
 	}
 	got, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil || len(got) != sha256.Size {
+	// The decoder skips \r and \n; only the exact encoding is accepted, so
+	// that one signature has one spelling.
+	if err != nil || len(got) != sha256.Size || base64.RawURLEncoding.EncodeToString(got) != sig {
 		return identity{}, false
 	}
 	key, err := j.signingKey()

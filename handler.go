@@ -42,7 +42,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // costs two map lookups under read locks and no allocation.
 func (h *Handler) gate(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	id, known := h.cookies.identify(r)
+	t := now()
+	id, known := h.cookies.identify(r, t.Unix())
 	if !known {
 		reason := reasonNoSubscription
 		if _, started := cookieValue(r.Header, h.cookies.nonce); started {
@@ -50,19 +51,33 @@ func (h *Handler) gate(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		}
 		return h.refuse(w, r, next, repl, identity{}, http.StatusPaymentRequired, reason)
 	}
-	subs, err := h.customerState(id.customer)
+	subs, err := h.customerState(id.customer, t.UnixNano())
 	if err != nil {
 		return h.refuse(w, r, next, repl, id, http.StatusServiceUnavailable, reasonUnavailable)
 	}
-	ok, reason := h.entitlement(subs, now())
+	ok, reason := h.entitlement(subs, t)
 	if !ok {
 		return h.refuse(w, r, next, repl, id, http.StatusPaymentRequired, reason)
 	}
 	repl.Set("http.paywall.customer", id.customerAny)
 	repl.Set("http.paywall.status", statusEntitled)
-	repl.Set("http.paywall.reason", reason)
+	repl.Set("http.paywall.reason", boxReason(reason))
 	decisionsEntitled.Inc()
 	return next.ServeHTTP(w, r)
+}
+
+// boxReason returns an entitled reason as an interface value without
+// allocating: constants convert to interfaces for free, variables do not.
+func boxReason(reason string) any {
+	switch reason {
+	case reasonActive:
+		return reasonActive
+	case reasonTrialing:
+		return reasonTrialing
+	case reasonPastDueGrace:
+		return reasonPastDueGrace
+	}
+	return reason
 }
 
 // refuse sets the placeholders of a refusal and answers it, or in dry_run
@@ -197,8 +212,8 @@ func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, ret string
 func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 	ret := returnPath(r)
 	var customer string
-	if id, known := h.cookies.identify(r); known {
-		subs, err := h.customerState(id.customer)
+	if id, known := h.cookies.identify(r, now().Unix()); known {
+		subs, err := h.customerState(id.customer, now().UnixNano())
 		if err != nil {
 			return h.unavailable(w, r, ret)
 		}
@@ -340,7 +355,7 @@ func validSessionID(s string) bool {
 func (h *Handler) servePortal(w http.ResponseWriter, r *http.Request) error {
 	ret := returnPath(r)
 	w.Header().Set("Cache-Control", "no-store")
-	id, known := h.cookies.identify(r)
+	id, known := h.cookies.identify(r, now().Unix())
 	if !known {
 		http.Redirect(w, r, ret, http.StatusSeeOther)
 		return nil

@@ -24,9 +24,9 @@ import (
 )
 
 const (
-	testKey           = "sk_test_handler_0123456789"
+	testKey    = "sk_test_handler_0123456789"
 	hookSecret = "whsec_handler_test_secret"
-	testPrice         = "price_demo_monthly"
+	testPrice  = "price_demo_monthly"
 )
 
 // clock is the test's time: it moves only when the test says so.
@@ -50,7 +50,7 @@ func (c *clock) Advance(d time.Duration) {
 // world is a site with one paywall handler in front of a content handler,
 // and a stateful fake Stripe behind it.
 type world struct {
-	t     *testing.T
+	t     testing.TB
 	clock *clock
 	fake  *stripefake.Server
 	h     *Handler
@@ -64,7 +64,7 @@ type option func(*Handler)
 
 // newWorld provisions a handler against a fresh fake Stripe. Tests that use
 // it must not run in parallel: they replace the package clock.
-func newWorld(t *testing.T, opts ...option) *world {
+func newWorld(t testing.TB, opts ...option) *world {
 	t.Helper()
 	c := &clock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
 	oldNow := now
