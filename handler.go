@@ -63,6 +63,13 @@ func (h *Handler) gate(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	repl.Set("http.paywall.status", statusEntitled)
 	repl.Set("http.paywall.reason", boxReason(reason))
 	decisionsEntitled.Inc()
+	// What a subscriber is shown must not be kept by a shared cache and
+	// served to others, nor shown again by the browser from its cache after
+	// the subscription ends. A Cache-Control from upstream is added to this
+	// one, and "private" keeps ruling shared caches out.
+	if hdr := w.Header(); hdr["Cache-Control"] == nil {
+		hdr["Cache-Control"] = []string{"private, no-cache"}
+	}
 	return next.ServeHTTP(w, r)
 }
 

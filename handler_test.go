@@ -345,6 +345,9 @@ func TestCheckoutSuccessGrantsAccess(t *testing.T) {
 	if resp.StatusCode != 200 || bodyOf(resp) != "premium content" {
 		t.Fatalf("after paying: %d %q", resp.StatusCode, bodyOf(resp))
 	}
+	if got := resp.Header.Get("Cache-Control"); got != "private, no-cache" {
+		t.Errorf("a subscriber's page has Cache-Control %q, want private, no-cache", got)
+	}
 	if got := w.placeholder("http.paywall.customer"); got != sess.Customer {
 		t.Errorf("{http.paywall.customer} = %v, want %s", got, sess.Customer)
 	}
