@@ -485,7 +485,7 @@ var pageStrings = map[string]map[string]string{
 
 		"other_device_heading": "Already subscribed on another device?",
 		"other_device_text":    "Your subscription is remembered in the browser you paid with. Open this site there.",
-		"other_device_support": "Or contact support to get access in this browser too.",
+		"other_device_support": "Please do not subscribe a second time here: contact support and we will help.",
 		"support":              "Contact support",
 		"not_you":              "Not you?",
 		"sign_out":             "Sign out",
@@ -519,7 +519,7 @@ var pageStrings = map[string]map[string]string{
 
 		"other_device_heading": "Sudah berlangganan di perangkat lain?",
 		"other_device_text":    "Langganan Anda diingat di browser yang Anda gunakan untuk membayar. Buka situs ini di sana.",
-		"other_device_support": "Atau hubungi dukungan untuk mendapatkan akses di browser ini juga.",
+		"other_device_support": "Mohon jangan berlangganan untuk kedua kalinya di sini: hubungi dukungan dan kami akan membantu.",
 		"support":              "Hubungi dukungan",
 		"not_you":              "Bukan Anda?",
 		"sign_out":             "Keluar",
