@@ -14,6 +14,11 @@ import (
 // could not be reached, so that an outage costs visitors no waiting.
 var outageBackoff = 5 * time.Second
 
+// staleWait is how long a visitor whose facts aged past cache_ttl waits for
+// Stripe before the known facts answer, so that a Stripe that hangs costs a
+// known payer at most this much once per outage back-off.
+var staleWait = time.Second
+
 // account is the state shared by every handler of one Stripe account, kept
 // across config reloads in the accounts pool: what Stripe said about each
 // customer, and which checkout sessions were already redeemed.
@@ -85,6 +90,10 @@ func (a *account) store(customer string, subs []subscriptionState, fetched int64
 	if old != nil && old.invalidated > startEpoch {
 		return
 	}
+	// An unknown customer has no invalidation record of their own: if any
+	// customer was invalidated while this read ran, keep the answer but
+	// read again on the next request.
+	stale := old == nil && a.epoch.Load() != startEpoch
 	for i := range subs {
 		subs[i].Status = internStatus(subs[i].Status)
 		for j := range subs[i].Items {
@@ -95,7 +104,7 @@ func (a *account) store(customer string, subs []subscriptionState, fetched int64
 	if old == nil && len(a.customers) >= a.max {
 		a.makeRoom()
 	}
-	e := &customerEntry{subs: subs, fetched: fetched}
+	e := &customerEntry{subs: subs, fetched: fetched, stale: stale}
 	if old != nil {
 		e.invalidated = old.invalidated
 	}
@@ -103,25 +112,21 @@ func (a *account) store(customer string, subs []subscriptionState, fetched int64
 }
 
 // invalidate marks a customer's facts stale and keeps them, so that they can
-// still serve if Stripe cannot be reached for the fresh ones.
-func (a *account) invalidate(customer string) {
+// still serve if Stripe cannot be reached for the fresh ones. It reports
+// whether the customer was known here.
+func (a *account) invalidate(customer string) bool {
 	a.mu.Lock()
 	epoch := a.epoch.Add(1)
-	if old := a.customers[customer]; old != nil {
+	old := a.customers[customer]
+	if old != nil {
 		e := *old
 		e.stale = true
 		e.invalidated = epoch
 		a.customers[customer] = &e
-	} else {
-		// Remember the invalidation so that an older read in flight
-		// is not stored as fresh.
-		if len(a.customers) >= a.max {
-			a.makeRoom()
-		}
-		a.customers[customer] = &customerEntry{stale: true, invalidated: epoch}
 	}
 	a.mu.Unlock()
 	a.flights.Forget(customer)
+	return old != nil
 }
 
 // makeRoom drops about one in a hundred entries, in the map's random order,
@@ -204,16 +209,34 @@ func (h *Handler) customerState(customer string, t int64) ([]subscriptionState, 
 	if e != nil && !e.stale && t-e.fetched < int64(h.CacheTTL) {
 		return e.subs, nil
 	}
+	// Known facts that merely aged past cache_ttl may answer if Stripe is
+	// slow; facts a webhook said changed may not.
+	usable := e != nil && e.fetched > 0 && t-e.fetched < int64(h.CacheTTL)+int64(h.StaleIfError)
 	if !a.down(t) {
-		v, err, _ := a.flights.Do(customer, func() (any, error) {
+		ch := a.flights.DoChan(customer, func() (any, error) {
 			return h.readCustomer(customer)
 		})
-		if err == nil {
-			return v.([]subscriptionState), nil
+		var res singleflight.Result
+		if usable && !e.stale {
+			timer := time.NewTimer(staleWait)
+			select {
+			case res = <-ch:
+				timer.Stop()
+			case <-timer.C:
+				// Stripe is slow: serve what we know; the read
+				// goes on and fills the cache when it returns.
+				cacheEvents.WithLabelValues("stale_served").Inc()
+				return e.subs, nil
+			}
+		} else {
+			res = <-ch
+		}
+		if res.Err == nil {
+			return res.Val.([]subscriptionState), nil
 		}
 		cacheEvents.WithLabelValues("stripe_error").Inc()
 	}
-	if e != nil && e.fetched > 0 && t-e.fetched < int64(h.CacheTTL)+int64(h.StaleIfError) {
+	if usable {
 		cacheEvents.WithLabelValues("stale_served").Inc()
 		return e.subs, nil
 	}
@@ -221,7 +244,7 @@ func (h *Handler) customerState(customer string, t int64) ([]subscriptionState, 
 }
 
 // refreshCustomer reads a customer again now, whatever the cache holds:
-// webhooks and completed checkouts call it.
+// completed checkouts call it.
 func (h *Handler) refreshCustomer(customer string) error {
 	h.account.invalidate(customer)
 	if h.account.down(now().UnixNano()) {

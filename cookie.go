@@ -84,21 +84,12 @@ func (j *cookieJar) signingKey() ([]byte, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := j.storage.Lock(ctx, cookieSecretStorageKey); err != nil {
-		return nil, err
-	}
-	defer func() { _ = j.storage.Unlock(context.Background(), cookieSecretStorageKey) }()
+	// Most loads find the key; only its creation needs the storage lock.
 	key, err := j.storage.Load(ctx, cookieSecretStorageKey)
 	if errors.Is(err, fs.ErrNotExist) {
-		key = make([]byte, 32)
-		if _, err := rand.Read(key); err != nil {
-			return nil, err
-		}
-		if err := j.storage.Store(ctx, cookieSecretStorageKey, key); err != nil {
-			return nil, err
-		}
-		j.logger.Info("generated a cookie signing key and kept it in storage", zap.String("storage_key", cookieSecretStorageKey))
-	} else if err != nil {
+		key, err = j.createKey(ctx)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if len(key) < 32 {
@@ -106,6 +97,28 @@ func (j *cookieJar) signingKey() ([]byte, error) {
 	}
 	j.key = key
 	return j.key, nil
+}
+
+// createKey makes the cookie key under the storage lock, unless another
+// instance sharing the storage made it first.
+func (j *cookieJar) createKey(ctx context.Context) ([]byte, error) {
+	if err := j.storage.Lock(ctx, cookieSecretStorageKey); err != nil {
+		return nil, err
+	}
+	defer func() { _ = j.storage.Unlock(context.Background(), cookieSecretStorageKey) }()
+	key, err := j.storage.Load(ctx, cookieSecretStorageKey)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return key, err
+	}
+	key = make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	if err := j.storage.Store(ctx, cookieSecretStorageKey, key); err != nil {
+		return nil, err
+	}
+	j.logger.Info("generated a cookie signing key and kept it in storage", zap.String("storage_key", cookieSecretStorageKey))
+	return key, nil
 }
 
 func (j *cookieJar) sign(key []byte, customer string, expires int64) string {
@@ -141,21 +154,22 @@ func clearCookie(r *http.Request, name string) *http.Cookie {
 }
 
 // identify returns the verified visitor of the request, if any, at t (unix
-// seconds).
-func (j *cookieJar) identify(r *http.Request, t int64) (identity, bool) {
+// seconds). The error is for a signing key that cannot be loaded: the
+// visitor may well have paid, so they must not be taken for a stranger.
+func (j *cookieJar) identify(r *http.Request, t int64) (identity, bool, error) {
 	value, ok := cookieValue(r.Header, j.name)
 	if !ok || value == "" {
-		return identity{}, false
+		return identity{}, false, nil
 	}
 	j.mu.RLock()
 	id, ok := j.verified[value]
 	j.mu.RUnlock()
 	if ok {
-		return id, t < id.expires
+		return id, t < id.expires, nil
 	}
-	id, ok = j.verify(value, t)
+	id, ok, err := j.verify(value, t)
 	if !ok {
-		return identity{}, false
+		return identity{}, false, err
 	}
 	value = strings.Clone(value) // the key must not pin the request's header
 	j.mu.Lock()
@@ -170,41 +184,53 @@ func (j *cookieJar) identify(r *http.Request, t int64) (identity, bool) {
 	}
 	j.verified[value] = id
 	j.mu.Unlock()
-	return id, true
+	return id, true, nil
+}
+
+// renew gives a visitor whose cookie has lived half its life a fresh one, so
+// that a subscriber who keeps visiting stays known; one who stopped paying
+// stays known too, and subscribes again as the same Stripe customer.
+func (j *cookieJar) renew(w http.ResponseWriter, r *http.Request, id identity, t int64) {
+	if id.expires-t > int64(j.maxAge/time.Second)/2 {
+		return
+	}
+	if ck, err := j.issue(r, id.customer); err == nil {
+		http.SetCookie(w, ck)
+	}
 }
 
 // verify checks a cookie value's signature and expiry.
-func (j *cookieJar) verify(value string, t int64) (identity, bool) {
+func (j *cookieJar) verify(value string, t int64) (identity, bool, error) {
 	customer, rest, ok := strings.Cut(value, ".")
 	if !ok || !validCustomerID(customer) {
-		return identity{}, false
+		return identity{}, false, nil
 	}
 	expStr, sig, ok := strings.Cut(rest, ".")
 	if !ok {
-		return identity{}, false
+		return identity{}, false, nil
 	}
 	exp, err := strconv.ParseInt(expStr, 10, 64)
 	if err != nil || exp <= t {
-		return identity{}, false
+		return identity{}, false, nil
 	}
 	got, err := base64.RawURLEncoding.DecodeString(sig)
 	// The decoder skips \r and \n; only the exact encoding is accepted, so
 	// that one signature has one spelling.
 	if err != nil || len(got) != sha256.Size || base64.RawURLEncoding.EncodeToString(got) != sig {
-		return identity{}, false
+		return identity{}, false, nil
 	}
 	key, err := j.signingKey()
 	if err != nil {
 		j.logger.Error("cannot load the cookie signing key", zap.Error(err))
-		return identity{}, false
+		return identity{}, false, err
 	}
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(value[:len(customer)+1+len(expStr)]))
 	if !hmac.Equal(got, m.Sum(nil)) {
-		return identity{}, false
+		return identity{}, false, nil
 	}
 	customer = strings.Clone(customer)
-	return identity{customer: customer, customerAny: customer, expires: exp}, true
+	return identity{customer: customer, customerAny: customer, expires: exp}, true, nil
 }
 
 // validCustomerID accepts Stripe customer IDs: cus_ followed by letters and
@@ -228,6 +254,20 @@ func newNonce() string {
 	b := make([]byte, 18)
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// validNonce accepts what newNonce makes.
+func validNonce(s string) bool {
+	if len(s) != 24 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // cookieValue finds a cookie in the Cookie headers without allocating,

@@ -43,7 +43,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 func (h *Handler) gate(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	t := now()
-	id, known := h.cookies.identify(r, t.Unix())
+	id, known, err := h.cookies.identify(r, t.Unix())
+	if err != nil {
+		return h.refuse(w, r, next, repl, identity{}, http.StatusServiceUnavailable, reasonUnavailable)
+	}
 	if !known {
 		reason := reasonNoSubscription
 		if _, started := cookieValue(r.Header, h.cookies.nonce); started {
@@ -51,6 +54,7 @@ func (h *Handler) gate(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		}
 		return h.refuse(w, r, next, repl, identity{}, http.StatusPaymentRequired, reason)
 	}
+	h.cookies.renew(w, r, id, t.Unix())
 	subs, err := h.customerState(id.customer, t.UnixNano())
 	if err != nil {
 		return h.refuse(w, r, next, repl, id, http.StatusServiceUnavailable, reasonUnavailable)
@@ -219,7 +223,12 @@ func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, ret string
 func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 	ret := returnPath(r)
 	var customer string
-	if id, known := h.cookies.identify(r, now().Unix()); known {
+	trialDays := h.TrialDays
+	id, known, err := h.cookies.identify(r, now().Unix())
+	if err != nil {
+		return h.unavailable(w, r, ret)
+	}
+	if known {
 		subs, err := h.customerState(id.customer, now().UnixNano())
 		if err != nil {
 			return h.unavailable(w, r, ret)
@@ -234,6 +243,9 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 		customer = id.customer // a lapsed customer subscribes again as themselves
+		if h.hadTrial(subs) {
+			trialDays = 0 // one free trial per customer
+		}
 	}
 	if h.account.down(now().UnixNano()) {
 		return h.unavailable(w, r, ret)
@@ -245,20 +257,32 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return h.stripeFailed(w, r, ret, err)
 	}
-	nonce := newNonce()
+	// A checkout already under way in this browser (another tab) keeps its
+	// nonce, so that paying in either tab is accepted.
+	nonce, ok := cookieValue(r.Header, h.cookies.nonce)
+	if !ok || !validNonce(nonce) {
+		nonce = newNonce()
+	}
 	base := origin(r)
 	// Stripe replaces {CHECKOUT_SESSION_ID} only when it stands unescaped.
 	success := base + h.prefix + "/success?return=" + url.QueryEscape(ret) + "&session_id={CHECKOUT_SESSION_ID}"
-	sess, err := h.stripe.createCheckout(ctx, checkoutRequest{
+	req := checkoutRequest{
 		Price:               price,
 		Customer:            customer,
 		SuccessURL:          success,
 		CancelURL:           base + ret,
 		ClientReferenceID:   nonce,
-		TrialDays:           h.TrialDays,
+		TrialDays:           trialDays,
 		AllowPromotionCodes: h.AllowPromotionCodes,
 		ExpiresAt:           now().Add(checkoutLifetime),
-	})
+	}
+	sess, err := h.stripe.createCheckout(ctx, req)
+	if errors.Is(err, errStripeNotFound) && customer != "" {
+		// The customer was deleted in Stripe (or the cookie comes from
+		// test mode): subscribe as a new customer.
+		req.Customer = ""
+		sess, err = h.stripe.createCheckout(ctx, req)
+	}
 	if err != nil {
 		return h.stripeFailed(w, r, ret, err)
 	}
@@ -277,10 +301,14 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 }
 
 // stripeFailed answers a failed Stripe call: 503 and a page that says to
-// retry when Stripe is unavailable, 502 otherwise.
+// retry when Stripe is unavailable, 502 otherwise. It does not mark Stripe
+// down for everyone: one visitor's failed call may be their own doing (a
+// closed connection) or a rate limit of checkouts, not of reads.
 func (h *Handler) stripeFailed(w http.ResponseWriter, r *http.Request, ret string, err error) error {
+	if r.Context().Err() != nil {
+		return caddyhttp.Error(499, r.Context().Err()) // the client went away
+	}
 	if errors.Is(err, errStripeUnavailable) || errors.Is(err, context.DeadlineExceeded) {
-		h.account.downUntil.Store(now().Add(outageBackoff).UnixNano())
 		return h.unavailable(w, r, ret)
 	}
 	h.logger.Error("stripe call failed", zap.Error(err))
@@ -291,7 +319,25 @@ func (h *Handler) priceToSell(ctx context.Context) (string, error) {
 	if len(h.prices) > 0 {
 		return h.prices[0], nil
 	}
-	return h.stripe.defaultPrice(ctx, h.products[0])
+	if p := h.soldPrice.Load(); p != nil {
+		return *p, nil
+	}
+	price, err := h.stripe.defaultPrice(ctx, h.products[0])
+	if err == nil {
+		h.soldPrice.Store(&price) // until the next config load
+	}
+	return price, err
+}
+
+// hadTrial reports whether the customer ever had a trial of what this
+// handler sells.
+func (h *Handler) hadTrial(subs []subscriptionState) bool {
+	for i := range subs {
+		if subs[i].TrialEnd > 0 && h.covers(&subs[i]) {
+			return true
+		}
+	}
+	return false
 }
 
 // serveSuccess accepts a completed checkout once, in the browser that
@@ -325,12 +371,13 @@ func (h *Handler) serveSuccess(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, ret, http.StatusSeeOther)
 		return nil
 	}
-	if !h.account.redeem(sess.ID, now().UnixNano()) {
-		return caddyhttp.Error(http.StatusForbidden, errors.New("paywall: checkout session already used"))
-	}
 	cookie, err := h.cookies.issue(r, sess.Customer)
 	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		// Before redeeming, so that the same URL works once this is fixed.
+		return h.unavailable(w, r, ret)
+	}
+	if !h.account.redeem(sess.ID, now().UnixNano()) {
+		return caddyhttp.Error(http.StatusForbidden, errors.New("paywall: checkout session already used"))
 	}
 	http.SetCookie(w, cookie)
 	http.SetCookie(w, clearCookie(r, h.cookies.nonce))
@@ -362,7 +409,10 @@ func validSessionID(s string) bool {
 func (h *Handler) servePortal(w http.ResponseWriter, r *http.Request) error {
 	ret := returnPath(r)
 	w.Header().Set("Cache-Control", "no-store")
-	id, known := h.cookies.identify(r, now().Unix())
+	id, known, err := h.cookies.identify(r, now().Unix())
+	if err != nil {
+		return h.unavailable(w, r, ret)
+	}
 	if !known {
 		http.Redirect(w, r, ret, http.StatusSeeOther)
 		return nil
@@ -380,11 +430,35 @@ func (h *Handler) servePortal(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// serveLogout forgets the visitor in this browser.
+// serveLogout forgets the visitor in this browser, when the browser says the
+// request comes from this site: another site must not sign a payer out.
 func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
+	if !sameSite(r) {
+		return caddyhttp.Error(http.StatusForbidden, errors.New("paywall: sign-out from another site"))
+	}
 	ret := returnPath(r)
 	http.SetCookie(w, clearCookie(r, h.cookies.name))
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, ret, http.StatusSeeOther)
 	return nil
+}
+
+// sameSite reports whether a state-changing request comes from this site, by
+// the headers browsers send: Sec-Fetch-Site, or else Origin. A request with
+// neither (curl, an old browser) is let through: it cannot carry a cookie
+// attack from another site's page.
+func sameSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "none":
+		return true
+	case "":
+	default:
+		return false
+	}
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	u, err := url.Parse(o)
+	return err == nil && u.Host == r.Host
 }

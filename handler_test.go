@@ -11,6 +11,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -907,5 +908,122 @@ func TestProductGrantsAndSellsItsDefaultPrice(t *testing.T) {
 	}
 	if sess := w.sessionOf(resp.Header.Get("Location")); sess.Price != testPrice {
 		t.Fatalf("sold %q, want the product's default price %q", sess.Price, testPrice)
+	}
+}
+
+func TestCookieRenewsWhileTheVisitorKeepsComing(t *testing.T) {
+	w := newWorld(t, func(h *Handler) { h.CookieMaxAge = caddy.Duration(30 * 24 * time.Hour) })
+	_, _, c := w.subscriber("active")
+	if resp := w.get(c, "/premium/a"); hasCookie(resp, "paywall") {
+		t.Fatalf("a fresh cookie was renewed at once")
+	}
+	// Each visit after half the cookie's life renews it, so a subscriber
+	// who comes back every 20 days is never taken for a stranger.
+	for day := 20; day <= 100; day += 20 {
+		w.clock.Advance(20 * 24 * time.Hour)
+		resp := w.get(c, "/premium/a")
+		if resp.StatusCode != 200 {
+			t.Fatalf("day %d: %d", day, resp.StatusCode)
+		}
+		if !hasCookie(resp, "paywall") {
+			t.Fatalf("day %d: the cookie was not renewed", day)
+		}
+	}
+}
+
+func TestTwoTabsShareOneCheckoutNonce(t *testing.T) {
+	w := newWorld(t)
+	c := w.browser()
+	first := w.sessionOf(w.get(c, "/paywall/checkout?return=%2Fpremium%2Fa").Header.Get("Location"))
+	second := w.sessionOf(w.get(c, "/paywall/checkout?return=%2Fpremium%2Fb").Header.Get("Location"))
+	if first.ClientReferenceID != second.ClientReferenceID {
+		t.Fatalf("a second tab's checkout changed the nonce: the first tab's payment would be refused")
+	}
+	if err := w.fake.CompleteCheckout(first.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	first, _ = w.fake.Session(first.ID)
+	if resp := w.followSuccess(c, first); !hasCookie(resp, "paywall") {
+		t.Fatalf("paying in the first tab: %d", resp.StatusCode)
+	}
+}
+
+func TestOneFreeTrialPerCustomer(t *testing.T) {
+	w := newWorld(t, func(h *Handler) { h.TrialDays = 14 })
+	cus := w.fake.CreateCustomer("trial@example.com")
+	w.fake.CreateSubscription(cus, testPrice, "trialing")
+	sub := w.fake.Subscriptions(cus)[0].ID
+	if err := w.fake.SetStatus(sub, "canceled"); err != nil {
+		t.Fatal(err)
+	}
+	sess := w.sessionOf(w.get(w.cookieFor(cus), "/paywall/checkout?return=%2F").Header.Get("Location"))
+	if sess.TrialPeriodDays != 0 {
+		t.Fatalf("a customer who had a trial was offered %d more days", sess.TrialPeriodDays)
+	}
+	fresh := w.sessionOf(w.get(w.browser(), "/paywall/checkout?return=%2F").Header.Get("Location"))
+	if fresh.TrialPeriodDays != 14 {
+		t.Fatalf("a new visitor was offered %d trial days, want 14", fresh.TrialPeriodDays)
+	}
+}
+
+func TestCheckoutForADeletedCustomerStartsAfresh(t *testing.T) {
+	w := newWorld(t)
+	c := w.cookieFor("cus_deletedlongago")
+	resp := w.get(c, "/paywall/checkout?return=%2F")
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("checkout for a customer Stripe no longer has: %d", resp.StatusCode)
+	}
+	if sess := w.sessionOf(resp.Header.Get("Location")); sess.Customer != "" {
+		t.Fatalf("the session reuses customer %q", sess.Customer)
+	}
+}
+
+func TestSignOutFromAnotherSiteIsRefused(t *testing.T) {
+	w := newWorld(t)
+	_, _, c := w.subscriber("active")
+	for _, h := range [][]string{{"Sec-Fetch-Site", "cross-site"}, {"Origin", "https://evil.example"}} {
+		if resp := w.do(c, http.MethodPost, "/paywall/logout", h...); resp.StatusCode != http.StatusForbidden || hasCookie(resp, "paywall") {
+			t.Errorf("%s: %d %v, want 403 and the cookie kept", h[0], resp.StatusCode, resp.Cookies())
+		}
+	}
+	u, _ := url.Parse(w.site.URL)
+	if resp := w.do(c, http.MethodPost, "/paywall/logout", "Sec-Fetch-Site", "same-origin", "Origin", u.Scheme+"://"+u.Host); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("same-site sign-out: %d", resp.StatusCode)
+	}
+}
+
+func TestWebhookForAStrangerCostsNoRead(t *testing.T) {
+	w := newWorld(t)
+	cus := w.fake.CreateCustomer("stranger@example.com")
+	body, _ := json.Marshal(map[string]any{"id": "evt_1", "type": "invoice.paid", "data": map[string]any{"object": map[string]any{"id": "in_1", "object": "invoice", "customer": cus}}})
+	if got := w.postWebhook(body, w.signed(body, w.clock.Now(), hookSecret)); got != 200 {
+		t.Fatalf("webhook: %d", got)
+	}
+	if n := w.fake.Calls("GET /v1/subscriptions"); n != 0 {
+		t.Fatalf("a webhook about a customer this node never saw made %d reads", n)
+	}
+}
+
+func TestAnAbandonedCheckoutDoesNotMarkStripeDown(t *testing.T) {
+	w := newWorld(t)
+	w.fake.SetOutage(stripefake.OutageHang)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.site.URL+"/paywall/checkout?return=%2F", nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	// Cancel once the request is waiting on Stripe.
+	for w.fake.Calls("POST /v1/checkout/sessions") == 0 {
+		runtime.Gosched()
+	}
+	cancel()
+	<-done
+	w.fake.SetOutage(stripefake.OutageNone)
+	if w.h.account.down(now().UnixNano()) {
+		t.Fatal("a visitor who closed the tab marked Stripe down for everyone")
 	}
 }

@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -127,13 +129,14 @@ type Handler struct {
 	prices        []string
 	products      []string
 
-	stripe  stripeAPI
-	account *account
-	poolKey string
-	cookies *cookieJar
-	page    *template.Template
-	logger  *zap.Logger
-	ctx     caddy.Context
+	stripe    stripeAPI
+	soldPrice *atomic.Pointer[string] // a product's default price, once read
+	account   *account
+	poolKey   string
+	cookies   *cookieJar
+	page      *template.Template
+	logger    *zap.Logger
+	ctx       caddy.Context
 }
 
 // CaddyModule returns the Caddy module information.
@@ -154,6 +157,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.secretKey = strings.TrimSpace(repl.ReplaceAll(h.SecretKey, ""))
 	h.webhookSecret = strings.TrimSpace(repl.ReplaceAll(h.WebhookSecret, ""))
 	h.cookieSecret = repl.ReplaceAll(h.CookieSecret, "")
+	// A secret that was configured but resolves to nothing (an unset
+	// environment variable) must not quietly turn a feature off.
+	if h.WebhookSecret != "" && h.webhookSecret == "" {
+		return errors.New("paywall: webhook_secret is empty (is the environment variable it names set?)")
+	}
+	if h.CookieSecret != "" && h.cookieSecret == "" {
+		return errors.New("paywall: cookie_secret is empty (is the environment variable it names set?)")
+	}
 	h.apiURL = strings.TrimRight(repl.ReplaceAll(h.APIURL, ""), "/")
 	h.supportURL = repl.ReplaceAll(h.SupportURL, "")
 	h.prices = resolveIDs(repl, h.Prices)
@@ -189,6 +200,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 
+	h.soldPrice = new(atomic.Pointer[string])
 	h.stripe = newStripeClient(h.secretKey, h.apiURL, time.Duration(h.StripeTimeout), h.logger)
 
 	// One cache per Stripe account, shared by every handler of that account
@@ -257,6 +269,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.CacheSize < 0 {
 		return fmt.Errorf("paywall: cache_size %d must be positive", h.CacheSize)
+	}
+	if (&http.Cookie{Name: h.CookieName, Value: "x"}).Valid() != nil {
+		return fmt.Errorf("paywall: cookie_name %q is not a valid cookie name", h.CookieName)
 	}
 	if h.cookieSecret != "" && len(h.cookieSecret) < 32 {
 		return errors.New("paywall: cookie_secret must be at least 32 characters")

@@ -430,3 +430,31 @@ func TestModuleLoadedByCaddyReleasesAccount(t *testing.T) {
 	}
 	assertNoSecretInError(t, err)
 }
+
+func TestProvisionRefusesSecretsThatResolveToNothing(t *testing.T) {
+	unsetenvForTest(t, "PAYWALL_TEST_UNSET")
+	for _, tc := range []struct {
+		name   string
+		set    func(*Handler)
+		option string
+	}{
+		{"webhook_secret", func(h *Handler) { h.WebhookSecret = "{env.PAYWALL_TEST_UNSET}" }, "webhook_secret"},
+		{"cookie_secret", func(h *Handler) { h.CookieSecret = "{env.PAYWALL_TEST_UNSET}" }, "cookie_secret"},
+	} {
+		h := &Handler{SecretKey: moduleTestKey(t), Prices: []string{"price_1"}}
+		tc.set(h)
+		err := h.Provision(moduleTestContext(t))
+		_ = h.Cleanup()
+		if err == nil || !strings.Contains(err.Error(), tc.option) {
+			t.Errorf("%s from an unset variable: %v, want an error naming it", tc.name, err)
+		}
+	}
+}
+
+func TestValidateRefusesABadCookieName(t *testing.T) {
+	h := &Handler{SecretKey: moduleTestKey(t), Prices: []string{"price_1"}, CookieName: "bad name;", CookieSecret: strings.Repeat("s", 32)}
+	provisionForModuleTest(t, h)
+	if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "cookie_name") {
+		t.Fatalf("Validate: %v, want an error naming cookie_name", err)
+	}
+}
