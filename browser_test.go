@@ -1,0 +1,412 @@
+package paywall_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
+	"github.com/caddy-paywall/paywall/internal/caddytest"
+	"github.com/caddy-paywall/paywall/internal/stripefake"
+)
+
+// chromiumPath is where Debian's chromium package puts the browser.
+const chromiumPath = "/usr/bin/chromium"
+
+// stepTimeout bounds one step of a journey: a click and the page it leads to.
+const stepTimeout = 20 * time.Second
+
+// TestBrowser walks a visitor through the demo site (examples/demo) in
+// headless Chromium: the real Caddy binary runs examples/demo/Caddyfile on a
+// free loopback port, and the Stripe stand-in runs in this process, with
+// its hosted checkout and portal pages and its webhooks pointed at Caddy.
+// Every step leaves a screenshot (see screenshotDir).
+func TestBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Caddy and a browser")
+	}
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("no browser: %v (install Debian's chromium and chromium-driver)", err)
+		}
+		t.Skipf("no browser: %v (apt-get install chromium chromium-driver)", err)
+	}
+	d := startDemo(t)
+	shots := screenshotDir(t)
+	t.Logf("screenshots in %s", shots)
+
+	t.Run("Journey", func(t *testing.T) {
+		b := newBrowser(t, d, shots)
+		article := d.site + "/premium/http-402.html"
+
+		b.do("open the home page", chromedp.Navigate(d.site+"/"), chromedp.WaitVisible(chromedp.CSS("#article-402 a")))
+		b.shot("home")
+
+		b.do("follow the link to a members' article",
+			chromedp.Click(chromedp.CSS("#article-402 a")),
+			waitReason("no_subscription"))
+		b.wantLocation(article)
+		b.shot("paywall")
+
+		b.do("subscribe", chromedp.Click(chromedp.CSS("#subscribe")), chromedp.WaitVisible(chromedp.CSS("#pay")))
+		b.wantHost(d.sandbox)
+		b.shot("checkout")
+
+		b.do("pay with a card that succeeds",
+			chromedp.SetValue(chromedp.CSS("#email"), "reader@example.com"),
+			chromedp.SetValue(chromedp.CSS("#card"), "4242 4242 4242 4242"),
+			chromedp.Click(chromedp.CSS("#pay")),
+			chromedp.WaitVisible(chromedp.CSS("#premium-content")))
+		b.wantLocation(article) // the session ID is gone from the address
+		b.shot("article")
+
+		b.do("manage billing",
+			chromedp.Click(chromedp.CSS("#manage-billing")),
+			chromedp.WaitVisible(chromedp.CSS("#cancel")))
+		b.wantHost(d.sandbox)
+		b.shot("portal")
+
+		b.do("cancel the subscription in the portal",
+			chromedp.Click(chromedp.CSS("#cancel")),
+			chromedp.WaitVisible(chromedp.CSS(".status-canceled")))
+		b.shot("portal-canceled")
+		// The portal page shows the cancellation once the fake has queued
+		// customer.subscription.deleted; wait until Caddy has taken it.
+		d.fake.WaitDeliveries()
+		d.wantDelivered(t, "customer.subscription.deleted")
+
+		b.do("return to the site",
+			chromedp.Click(chromedp.CSS("#return")),
+			waitReason("subscription_ended"))
+		b.wantLocation(article)
+		b.shot("ended")
+
+		b.do("subscribe again", chromedp.Click(chromedp.CSS("#subscribe")), chromedp.WaitVisible(chromedp.CSS("#pay")))
+		if email, err := run(b, chromedp.Value(chromedp.CSS("#email"))); err != nil || email != "reader@example.com" {
+			t.Errorf("checkout for a returning customer shows email %q (%v), want reader@example.com", email, err)
+		}
+		b.shot("checkout-again")
+
+		b.do("pay again",
+			chromedp.Click(chromedp.CSS("#pay")),
+			chromedp.WaitVisible(chromedp.CSS("#premium-content")))
+		b.wantLocation(article)
+		b.shot("article-again")
+	})
+
+	t.Run("DeclinedCard", func(t *testing.T) {
+		b := newBrowser(t, d, shots)
+		article := d.site + "/premium/fail-open.html"
+
+		b.do("open a members' article", chromedp.Navigate(article), waitReason("no_subscription"))
+		b.do("subscribe", chromedp.Click(chromedp.CSS("#subscribe")), chromedp.WaitVisible(chromedp.CSS("#pay")))
+		b.do("pay with a card that is declined",
+			chromedp.SetValue(chromedp.CSS("#email"), "declined@example.com"),
+			chromedp.SetValue(chromedp.CSS("#card"), "4000 0000 0000 0002"),
+			chromedp.Click(chromedp.CSS("#pay")),
+			chromedp.WaitVisible(chromedp.CSS("#error")))
+		b.shot("declined")
+
+		b.do("go back to the site",
+			chromedp.Click(chromedp.CSS("#back")),
+			waitReason("checkout_not_completed"))
+		b.wantLocation(article)
+		b.shot("not-completed")
+	})
+
+	t.Run("BahasaIndonesia", func(t *testing.T) {
+		b := newBrowser(t, d, shots, chromedp.Flag("lang", "id"), chromedp.Flag("accept-lang", "id-ID,id"))
+
+		res, err := run(b, chromedp.NavigateResponse(d.site+"/premium/http-402.html"))
+		if err != nil {
+			t.Fatalf("open a members' article: %v", err)
+		}
+		if res.Status != 402 {
+			t.Errorf("a members' article answers %d, want 402", res.Status)
+		}
+		b.do("wait for the paywall's page", waitReason("no_subscription"))
+		b.shot("paywall-id")
+		lang, err := run(b, chromedp.Evaluate[string](`document.documentElement.lang`))
+		if err != nil || lang != "id" {
+			t.Errorf(`<html lang=%q> (%v), want "id"`, lang, err)
+		}
+	})
+
+	t.Run("NarrowScreen", func(t *testing.T) {
+		b := newBrowser(t, d, shots)
+		b.do("emulate a phone", chromedp.EmulateViewport(375, 812, chromedp.EmulateMobile, chromedp.EmulateScale(2)))
+
+		b.do("open the home page", chromedp.Navigate(d.site+"/"), chromedp.WaitVisible(chromedp.CSS("#article-402 a")))
+		b.wantFits("the home page")
+		b.shot("home-375")
+
+		b.do("open a members' article", chromedp.Navigate(d.site+"/premium/http-402.html"), waitReason("no_subscription"))
+		b.wantFits("the 402 page")
+		visible, err := run(b, chromedp.Evaluate[bool](`(() => {
+			const r = document.querySelector("#subscribe").getBoundingClientRect();
+			return r.width > 0 && r.height > 0 && r.left >= 0 && r.top >= 0 &&
+				r.right <= window.innerWidth && r.bottom <= window.innerHeight;
+		})()`))
+		if err != nil || !visible {
+			t.Errorf("the subscribe button is not inside the 375×812 viewport (%v)", err)
+		}
+		b.shot("paywall-375")
+	})
+}
+
+// waitReason waits for the paywall's page with the given reason.
+func waitReason(reason string) chromedp.Action[chromedp.Void] {
+	return chromedp.WaitVisible(chromedp.CSS(`main#paywall[data-reason="` + reason + `"]`))
+}
+
+// demo is the demo site, running: Caddy with examples/demo/Caddyfile and
+// the Stripe stand-in.
+type demo struct {
+	site    string // http://localhost:<port>
+	sandbox string // http://127.0.0.1:<port>
+	fake    *stripefake.Server
+}
+
+// wantDelivered fails unless Caddy accepted an event of the given type.
+func (d *demo) wantDelivered(t *testing.T, eventType string) {
+	t.Helper()
+	var got []string
+	for _, del := range d.fake.Deliveries() {
+		if del.Type == eventType && del.OK {
+			return
+		}
+		got = append(got, fmt.Sprintf("%s→%d%s", del.Type, del.StatusCode, del.Err))
+	}
+	t.Fatalf("no %s delivered to Caddy; deliveries: %v", eventType, got)
+}
+
+// startDemo starts the Stripe stand-in in this process and Caddy on
+// examples/demo/Caddyfile, both on free loopback ports, the way
+// scripts/demo.sh does on fixed ones.
+func startDemo(t *testing.T) *demo {
+	t.Helper()
+	root, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	caddyfile, err := os.ReadFile(filepath.Join(root, "examples", "demo", "Caddyfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same file, on the harness's port.
+	const address = "http://localhost:{$DEMO_PORT:8080} {"
+	if !bytes.Contains(caddyfile, []byte(address)) {
+		t.Fatalf("examples/demo/Caddyfile no longer has the site address %s", address)
+	}
+	config := strings.Replace(string(caddyfile), address, "http://localhost:{{.HTTPPort}} {", 1)
+
+	fake := stripefake.New(stripefake.Options{})
+	if err := fake.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fake.Close)
+
+	const webhookSecret = "whsec_browser_test_not_secret"
+	inst := caddytest.Start(t, withoutLeadingComments(config), map[string]string{
+		"STRIPE_SECRET_KEY":     "sk_test_browser",
+		"STRIPE_WEBHOOK_SECRET": webhookSecret,
+		"STRIPE_API_URL":        fake.URL(),
+		"PAYWALL_PRICE":         stripefake.DefaultPrice.ID,
+		"DEMO_SITE":             filepath.Join(root, "examples", "demo", "site"),
+	})
+	site := "http://localhost:" + strconv.Itoa(inst.HTTPPort)
+	fake.AddWebhookEndpoint(site+"/paywall/webhook", webhookSecret)
+	// Let the last webhooks land while Caddy still runs (cleanups run in
+	// reverse order).
+	t.Cleanup(fake.WaitDeliveries)
+	return &demo{site: site, sandbox: fake.URL(), fake: fake}
+}
+
+// withoutLeadingComments drops the comment lines before the global options
+// block: caddytest adds its own options to that block only when the file
+// opens with it.
+func withoutLeadingComments(caddyfile string) string {
+	for strings.HasPrefix(caddyfile, "#") || strings.HasPrefix(caddyfile, "\n") {
+		_, caddyfile, _ = strings.Cut(caddyfile, "\n")
+	}
+	return caddyfile
+}
+
+// screenshotDir is $ARTIFACTS_DIR, or artifacts/browser under the
+// repository's root.
+func screenshotDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("ARTIFACTS_DIR")
+	if dir == "" {
+		dir = filepath.Join("artifacts", "browser")
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// browser is one visitor: a fresh Chromium profile, so fresh cookies.
+type browser struct {
+	t     *testing.T
+	ctx   context.Context
+	dir   string
+	name  string
+	shots int
+
+	mu       sync.Mutex
+	requests []string // every URL the page asked for
+}
+
+func newBrowser(t *testing.T, d *demo, shotsDir string, flags ...chromedp.ExecAllocatorOption) *browser {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.WindowSize(1280, 900),
+	)
+	opts = append(opts, flags...)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc()
+	})
+	b := &browser{t: t, ctx: ctx, dir: shotsDir, name: strings.ToLower(t.Name()[strings.LastIndex(t.Name(), "/")+1:])}
+
+	// The first run starts the browser and ties its life to the context it
+	// gets, so it gets ctx itself and not a context with a timeout.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start %s: %v", chromiumPath, err)
+	}
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*network.EventRequestWillBeSent); ok && e.Request != nil {
+			b.mu.Lock()
+			b.requests = append(b.requests, e.Request.URL)
+			b.mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing may come from outside the site and the payment pages.
+	t.Cleanup(func() { b.wantOnlyFrom(d.site, d.sandbox) })
+	return b
+}
+
+// do runs the actions of one step, and fails the test with a screenshot when
+// they do not finish in time.
+func (b *browser) do(step string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		b.shot("failed")
+		loc, _ := run(b, chromedp.Location())
+		b.t.Fatalf("%s: %v (the page is %s)", step, err, loc)
+	}
+}
+
+// run runs one action that returns a value, within stepTimeout.
+func run[T any](b *browser, a chromedp.Action[T]) (T, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	return chromedp.Run(ctx, a)
+}
+
+// wantLocation fails unless the page's address is want.
+func (b *browser) wantLocation(want string) {
+	b.t.Helper()
+	if loc, err := run(b, chromedp.Location()); err != nil || loc != want {
+		b.t.Errorf("the page is %s (%v), want %s", loc, err, want)
+	}
+}
+
+// wantHost fails unless the page is on the given origin.
+func (b *browser) wantHost(origin string) {
+	b.t.Helper()
+	loc, err := run(b, chromedp.Location())
+	if err != nil || !strings.HasPrefix(loc, origin+"/") {
+		b.t.Errorf("the page is %s (%v), want one on %s", loc, err, origin)
+	}
+}
+
+// wantFits fails when the page is wider than the viewport: a reader would
+// have to scroll sideways.
+func (b *browser) wantFits(what string) {
+	b.t.Helper()
+	got, err := run(b, chromedp.Evaluate[[]int](`[document.documentElement.scrollWidth, window.innerWidth]`))
+	if err != nil || len(got) != 2 {
+		b.t.Errorf("%s: measure the width: %v", what, err)
+		return
+	}
+	if got[1] != 375 || got[0] > got[1] {
+		b.t.Errorf("%s is %d px wide in a %d px viewport, want it to fit 375 px", what, got[0], got[1])
+	}
+}
+
+// wantOnlyFrom fails when the page asked for anything but the given
+// origins: no fonts, scripts, images or beacons from elsewhere.
+func (b *browser) wantOnlyFrom(origins ...string) {
+	b.t.Helper()
+	hosts := map[string]bool{}
+	for _, o := range origins {
+		u, err := url.Parse(o)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		hosts[u.Host] = true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.requests) == 0 {
+		b.t.Error("saw no requests: the network listener is not working")
+	}
+	for _, raw := range b.requests {
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil:
+			b.t.Errorf("request to an unreadable URL %q", raw)
+		case u.Scheme == "data" || u.Scheme == "blob":
+			// inline, not loaded from anywhere
+		case (u.Scheme != "http" && u.Scheme != "https") || !hosts[u.Host]:
+			b.t.Errorf("the page loaded %s, which is outside the site (%v)", raw, origins)
+		}
+	}
+}
+
+// shot saves a full-page PNG of what the visitor sees.
+func (b *browser) shot(what string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Errorf("screenshot %s: %v", what, err)
+		return
+	}
+	b.shots++
+	name := fmt.Sprintf("browser-%s-%02d-%s.png", b.name, b.shots, what)
+	if err := os.WriteFile(filepath.Join(b.dir, name), png, 0o644); err != nil {
+		b.t.Error(err)
+	}
+}
