@@ -1,0 +1,420 @@
+package paywall
+
+// Benchmarks of the request path. `make bench` runs them with -benchmem;
+// BENCHMARKS.md holds the numbers and what they mean for an operator.
+//
+//	go test -run '^$' -bench . -benchmem .
+//
+// They call ServeHTTP directly, the way Caddy's route does, with a no-op
+// next handler, so what they time is the paywall and nothing else.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/stripe/stripe-go/v76/webhook"
+	"go.uber.org/zap"
+
+	"github.com/caddy-paywall/paywall/internal/stripefake"
+)
+
+// skewClock is the real clock moved forward by an offset the benchmark
+// sets. Unlike the tests' clock it takes no lock, so a parallel benchmark
+// measures the handler, not contention on the test's clock, and a cache hit
+// pays for time.Now as it does in production.
+type skewClock struct{ offset atomic.Int64 }
+
+func (c *skewClock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+
+func (c *skewClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// benchSite is a provisioned handler in front of the fake Stripe, served on
+// loopback by the fake's own listener: like the tests' world, for
+// testing.TB and without a site server around the handler.
+type benchSite struct {
+	clock *skewClock
+	fake  *stripefake.Server
+	h     *Handler
+}
+
+// newBenchSite provisions a handler against a fresh fake Stripe on
+// loopback. Like newWorld it replaces the package clock: callers must not
+// run in parallel with tests that do too.
+func newBenchSite(tb testing.TB, opts ...option) *benchSite {
+	tb.Helper()
+	c := &skewClock{}
+	oldNow := now
+	now = c.Now
+	tb.Cleanup(func() { now = oldNow })
+
+	fake := stripefake.New(stripefake.Options{Now: c.Now})
+	if err := fake.Start(); err != nil {
+		tb.Fatalf("fake Stripe: %v", err)
+	}
+	tb.Cleanup(fake.Close)
+	h := provisionBenchHandler(tb, fake.URL(), opts...)
+	return &benchSite{clock: c, fake: fake, h: h}
+}
+
+// provisionBenchHandler provisions a handler against the Stripe API at
+// apiURL, with a silent logger: a benchmark of the webhook would otherwise
+// time the writing of its info line to the terminal.
+func provisionBenchHandler(tb testing.TB, apiURL string, opts ...option) *Handler {
+	tb.Helper()
+	h := &Handler{
+		SecretKey:     testKey,
+		Prices:        []string{testPrice},
+		WebhookSecret: hookSecret,
+		CookieSecret:  strings.Repeat("k", 32),
+		APIURL:        apiURL,
+		StripeTimeout: caddy.Duration(5 * time.Second),
+	}
+	for _, o := range opts {
+		o(h)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	tb.Cleanup(cancel)
+	if err := h.Provision(ctx); err != nil {
+		tb.Fatalf("Provision: %v", err)
+	}
+	if err := h.Validate(); err != nil {
+		tb.Fatalf("Validate: %v", err)
+	}
+	tb.Cleanup(func() { _ = h.Cleanup() })
+	h.logger = zap.NewNop()
+	h.cookies.logger = h.logger
+	return h
+}
+
+// cookieHeader returns a Cookie header value that identifies customer.
+func cookieHeader(tb testing.TB, h *Handler, customer string) string {
+	tb.Helper()
+	ck, err := h.cookies.issue(&http.Request{}, customer)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// A browser sends the site's other cookies too.
+	return "_ga=GA1.1.123456789.1700000000; " + ck.Name + "=" + ck.Value + "; theme=dark"
+}
+
+// gatedURL is the page every benchmark request asks for.
+var gatedURL = &url.URL{Scheme: "http", Host: "example.com", Path: "/premium/article", RawQuery: "page=2"}
+
+// gateRequest is a GET of a gated page as Caddy hands it to a handler,
+// with a replacer in its context. It is built field by field rather than
+// parsed by httptest.NewRequest: the tests build a million of them.
+func gateRequest(cookie string, header ...string) (*http.Request, *caddy.Replacer) {
+	u := *gatedURL
+	h := http.Header{
+		"User-Agent":      {"Mozilla/5.0 (X11; Linux x86_64) bench"},
+		"Accept-Language": {"en-US,en;q=0.9"},
+	}
+	if cookie != "" {
+		h["Cookie"] = []string{cookie}
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		h.Set(header[i], header[i+1])
+	}
+	repl := caddy.NewReplacer()
+	r := &http.Request{
+		Method:     http.MethodGet,
+		URL:        &u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h,
+		Body:       http.NoBody,
+		Host:       u.Host,
+		RemoteAddr: "192.0.2.1:54321",
+		RequestURI: u.RequestURI(),
+	}
+	return r.WithContext(context.WithValue(context.Background(), caddy.ReplacerCtxKey, repl)), repl
+}
+
+// discard is a ResponseWriter that keeps only the status, so that a
+// benchmark times the handler rather than a recorder's buffer.
+type discard struct {
+	header http.Header
+	status int
+}
+
+func newDiscard() *discard { return &discard{header: make(http.Header)} }
+
+func (d *discard) Header() http.Header         { return d.header }
+func (d *discard) Write(p []byte) (int, error) { return len(p), nil }
+func (d *discard) WriteHeader(status int)      { d.status = status }
+
+// reset readies the writer for the next request without allocating.
+func (d *discard) reset() {
+	clear(d.header)
+	d.status = 0
+}
+
+// passed counts the requests that reached the content.
+type passed struct{ n atomic.Int64 }
+
+func (p *passed) ServeHTTP(http.ResponseWriter, *http.Request) error {
+	p.n.Add(1)
+	return nil
+}
+
+var noopNext = caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+
+// entitledSite is a site with one paying customer whose state is cached,
+// and that customer's Cookie header.
+func entitledSite(tb testing.TB) (*benchSite, string) {
+	tb.Helper()
+	s := newBenchSite(tb)
+	cus := s.fake.CreateCustomer("reader@example.com")
+	s.fake.CreateSubscription(cus, testPrice, "active")
+	cookie := cookieHeader(tb, s.h, cus)
+	r, _ := gateRequest(cookie)
+	w := newDiscard()
+	var p passed
+	if err := s.h.ServeHTTP(w, r, &p); err != nil || p.n.Load() != 1 {
+		tb.Fatalf("warm-up request: err %v, status %d, passed %d", err, w.status, p.n.Load())
+	}
+	if n := s.fake.Calls("GET /v1/subscriptions"); n != 1 {
+		tb.Fatalf("warm-up made %d Stripe reads, want 1", n)
+	}
+	return s, cookie
+}
+
+// BenchmarkGateCached is the hot path: a paying visitor whose cookie was
+// verified a moment ago and whose Stripe state is cached.
+//
+//   - plugin: the request and its replacer are reused, so the replacer's
+//     map already holds the paywall's keys; the response header starts
+//     empty, as every response's does. Every allocation left is the
+//     plugin's own.
+//   - caddy_request/*: what Caddy does per request (a new replacer,
+//     caddyhttp.PrepareRequest, a new response header), without and with
+//     the paywall. The difference is what the paywall adds to a real
+//     request, including the growth of Caddy's replacer map for the three
+//     placeholders it sets.
+func BenchmarkGateCached(b *testing.B) {
+	s, cookie := entitledSite(b)
+	b.Run("plugin", func(b *testing.B) {
+		r, _ := gateRequest(cookie)
+		w := newDiscard()
+		b.ReportAllocs()
+		for b.Loop() {
+			w.reset() // every response starts with no header set
+			if err := s.h.ServeHTTP(w, r, noopNext); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if w.status != 0 {
+			b.Fatalf("status %d: the visitor was refused", w.status)
+		}
+	})
+	for _, gated := range []bool{false, true} {
+		name := "caddy_request/without_paywall"
+		if gated {
+			name = "caddy_request/with_paywall"
+		}
+		b.Run(name, func(b *testing.B) {
+			base := httptest.NewRequest(http.MethodGet, "http://example.com/premium/article?page=2", nil)
+			base.Header.Set("Cookie", cookie)
+			w := newDiscard()
+			server := []string{"Caddy"}
+			b.ReportAllocs()
+			for b.Loop() {
+				// A response header of its own, holding what Caddy's
+				// server sets first, as net/http gives every response.
+				w.header = http.Header{"Server": server}
+				repl := caddy.NewReplacer()
+				r := caddyhttp.PrepareRequest(base, repl, w, nil)
+				var err error
+				if gated {
+					err = s.h.ServeHTTP(w, r, noopNext)
+				} else {
+					err = noopNext.ServeHTTP(w, r)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			if w.status != 0 {
+				b.Fatalf("status %d: the visitor was refused", w.status)
+			}
+		})
+	}
+}
+
+// BenchmarkGateCachedParallel is the hot path from every core at once:
+// one goroutine per visitor, each with its own cookie, all against the
+// shared caches and their read locks.
+func BenchmarkGateCachedParallel(b *testing.B) {
+	s := newBenchSite(b)
+	const visitors = 256
+	cookies := make([]string, visitors)
+	for i := range cookies {
+		cus := s.fake.CreateCustomer(fmt.Sprintf("reader%d@example.com", i))
+		s.fake.CreateSubscription(cus, testPrice, "active")
+		cookies[i] = cookieHeader(b, s.h, cus)
+		r, _ := gateRequest(cookies[i])
+		if err := s.h.ServeHTTP(newDiscard(), r, noopNext); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next, total atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r, _ := gateRequest(cookies[next.Add(1)%visitors])
+		w := newDiscard()
+		// A counter of its own, so that the goroutines share no cache
+		// line the handler does not make them share.
+		var mine passed
+		for pb.Next() {
+			if err := s.h.ServeHTTP(w, r, &mine); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+		total.Add(mine.n.Load())
+	})
+	b.StopTimer()
+	if int(total.Load()) != b.N {
+		b.Fatalf("%d of %d requests passed", total.Load(), b.N)
+	}
+}
+
+// BenchmarkGateAnonymous402 is a visitor without a cookie getting the 402:
+// the HTML page a browser gets, and the problem document an API client gets.
+func BenchmarkGateAnonymous402(b *testing.B) {
+	s := newBenchSite(b)
+	for _, tc := range []struct{ name, accept string }{
+		{"html", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"},
+		{"json", "application/json"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			r, _ := gateRequest("", "Accept", tc.accept)
+			w := newDiscard()
+			b.ReportAllocs()
+			for b.Loop() {
+				w.reset()
+				if err := s.h.ServeHTTP(w, r, noopNext); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if w.status != http.StatusPaymentRequired {
+				b.Fatalf("status %d, want 402", w.status)
+			}
+		})
+	}
+	if n := s.fake.Calls(""); n != 0 {
+		b.Fatalf("anonymous visitors made %d Stripe calls", n)
+	}
+}
+
+// BenchmarkGateExpiredEntry is a known customer whose cache entry expired:
+// every iteration moves the clock past cache_ttl, so every request reads
+// the customer from the fake Stripe over loopback, through stripe-go.
+func BenchmarkGateExpiredEntry(b *testing.B) {
+	s, cookie := entitledSite(b)
+	ttl := time.Duration(s.h.CacheTTL)
+	r, _ := gateRequest(cookie)
+	w := newDiscard()
+	s.fake.ResetCalls()
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		s.clock.Advance(ttl + time.Second)
+		if err := s.h.ServeHTTP(w, r, noopNext); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	if w.status != 0 {
+		b.Fatalf("status %d: the visitor was refused", w.status)
+	}
+	reads := s.fake.Calls("GET /v1/subscriptions")
+	if reads != n {
+		b.Fatalf("%d Stripe reads for %d expired requests", reads, n)
+	}
+	b.ReportMetric(float64(reads)/float64(n), "stripe-reads/op")
+}
+
+// BenchmarkWebhookInvalidation is one signed customer.subscription.updated
+// event through the webhook endpoint: signature check, decoding, marking
+// the customer stale and, for a customer this node has cached, the Stripe
+// read (fake, loopback) that follows. An event about a customer the node
+// does not know costs no read.
+func BenchmarkWebhookInvalidation(b *testing.B) {
+	for _, known := range []bool{true, false} {
+		name := "cached_customer"
+		if !known {
+			name = "unknown_customer"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := newBenchSite(b)
+			cus := s.fake.CreateCustomer("hooked@example.com")
+			sub := s.fake.CreateSubscription(cus, testPrice, "active")
+			if known {
+				r, _ := gateRequest(cookieHeader(b, s.h, cus))
+				if err := s.h.ServeHTTP(newDiscard(), r, noopNext); err != nil {
+					b.Fatal(err)
+				}
+			}
+			payload := []byte(fmt.Sprintf(`{"id":"evt_bench","object":"event","api_version":"2024-06-20","type":"customer.subscription.updated","data":{"object":{"id":%q,"object":"subscription","customer":%q,"status":"active"}}}`, sub, cus))
+			signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: payload, Secret: hookSecret, Timestamp: now()})
+			body := bytes.NewReader(payload)
+			r := httptest.NewRequest(http.MethodPost, "http://example.com/paywall/webhook", body)
+			r.Header.Set("Stripe-Signature", signed.Header)
+			r.Header.Set("Content-Type", "application/json")
+			w := newDiscard()
+			s.fake.ResetCalls()
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				body.Reset(payload)
+				r.Body = readCloser{body}
+				w.reset()
+				if err := s.h.ServeHTTP(w, r, noopNext); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			if w.status != http.StatusOK {
+				b.Fatalf("status %d, want 200", w.status)
+			}
+			reads := s.fake.Calls("GET /v1/subscriptions")
+			if known && reads != n || !known && reads != 0 {
+				b.Fatalf("%d Stripe reads for %d events", reads, n)
+			}
+			b.ReportMetric(float64(reads)/float64(n), "stripe-reads/op")
+		})
+	}
+}
+
+type readCloser struct{ *bytes.Reader }
+
+func (readCloser) Close() error { return nil }
+
+// BenchmarkCookieVerifyCold is the path the verified-cookie map saves: the
+// HMAC over a cookie not seen before. For contrast with GateCached.
+func BenchmarkCookieVerifyCold(b *testing.B) {
+	s := newBenchSite(b)
+	h := s.h
+	cookie := cookieHeader(b, h, "cus_Q2w3E4r5T6y7U8")
+	value, _ := cookieValue(http.Header{"Cookie": {cookie}}, h.cookies.name)
+	t := now().Unix()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok, _ := h.cookies.verify(value, t); !ok {
+			b.Fatal("cookie did not verify")
+		}
+	}
+}
