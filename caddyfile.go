@@ -17,9 +17,9 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("paywall", httpcaddyfile.After, "forward_auth")
 }
 
-// parseCaddyfile sets up the handler from Caddyfile tokens and emits two
-// routes: one for the endpoints under the prefix, which the user's matcher
-// need not cover, and one for the gated requests. Syntax:
+// parseCaddyfile sets up the handler from Caddyfile tokens and emits one
+// route that matches the user's matcher or the endpoints under the prefix,
+// which the user's matcher need not cover. Syntax:
 //
 //	paywall [<matcher>] {
 //		secret_key      <sk_… or rk_…>
@@ -70,21 +70,19 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 	}
 	used[prefix] = true
 	var warnings []caddyconfig.Warning
-	handlerJSON := caddyconfig.JSONModuleObject(pw, "handler", "paywall", &warnings)
-	endpoints := caddyhttp.Route{
-		MatcherSetsRaw: []caddy.ModuleMap{{
-			"path": caddyconfig.JSON(caddyhttp.MatchPath{prefix + "/*"}, &warnings),
-		}},
-		HandlersRaw: []json.RawMessage{handlerJSON},
+	route := caddyhttp.Route{
+		HandlersRaw: []json.RawMessage{caddyconfig.JSONModuleObject(pw, "handler", "paywall", &warnings)},
 	}
-	gated := caddyhttp.Route{HandlersRaw: []json.RawMessage{handlerJSON}}
+	// One route, so that a request pays for one matcher more at most. With
+	// no matcher it covers the endpoints already; with one, the prefix is
+	// a second matcher set, which Caddy ORs with the user's.
 	if matcherSet != nil {
-		gated.MatcherSetsRaw = []caddy.ModuleMap{matcherSet}
+		route.MatcherSetsRaw = []caddy.ModuleMap{
+			matcherSet,
+			{"path": caddyconfig.JSON(caddyhttp.MatchPath{prefix + "/*"}, &warnings)},
+		}
 	}
-	return []httpcaddyfile.ConfigValue{
-		{Class: "route", Value: endpoints},
-		{Class: "route", Value: gated},
-	}, nil
+	return []httpcaddyfile.ConfigValue{{Class: "route", Value: route}}, nil
 }
 
 // UnmarshalCaddyfile reads the directive's block into h.

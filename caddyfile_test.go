@@ -487,8 +487,8 @@ func adaptedRoutePaths(t *testing.T, r adaptedRoute) []string {
 }
 
 // The directive needs no order line: it lands after forward_auth and
-// before file_server wherever it is written, as two routes, one for its own
-// endpoints under /paywall/* and one for the gated paths.
+// before file_server wherever it is written, as one route that matches the
+// gated paths or the endpoints under /paywall/*.
 func TestAdaptMinimalOrderAndRoutes(t *testing.T) {
 	body, err := os.ReadFile(filepath.Join("testdata", "adapt", "minimal.caddyfile"))
 	if err != nil {
@@ -499,16 +499,7 @@ func TestAdaptMinimalOrderAndRoutes(t *testing.T) {
 	}
 	routes := adaptedSiteRoutes(t, adaptCaddyfile(t, body))
 	names := adaptedHandlerNames(routes)
-	last := func(name string) int {
-		i := -1
-		for j, n := range names {
-			if n == name {
-				i = j
-			}
-		}
-		return i
-	}
-	first := func(name string) int {
+	index := func(name string) int {
 		for j, n := range names {
 			if n == name {
 				return j
@@ -517,65 +508,59 @@ func TestAdaptMinimalOrderAndRoutes(t *testing.T) {
 		return -1
 	}
 	// forward_auth adapts to a reverse_proxy handler; the fixture has no other.
-	if fa, pw, pwLast, fs := last("reverse_proxy"), first("paywall"), last("paywall"), first("file_server"); fa < 0 || pw < 0 || fs < 0 || !(fa < pw && pwLast < fs) {
+	if fa, pw, fs := index("reverse_proxy"), index("paywall"), index("file_server"); fa < 0 || pw < 0 || fs < 0 || !(fa < pw && pw < fs) {
 		t.Fatalf("want forward_auth, then paywall, then file_server; handlers in order: %v", names)
 	}
 	pw := adaptedPaywallRoutes(routes)
-	if len(pw) != 2 {
-		t.Fatalf("want 2 paywall routes, got %d", len(pw))
+	if len(pw) != 1 {
+		t.Fatalf("want 1 paywall route, got %d", len(pw))
 	}
-	if got := adaptedRoutePaths(t, pw[0]); len(got) != 1 || got[0] != "/paywall/*" {
-		t.Errorf("endpoint route matches %v, want [/paywall/*]", got)
+	if len(pw[0].Match) != 2 {
+		t.Fatalf("want two matcher sets (the gated paths, or the endpoints), got %d", len(pw[0].Match))
 	}
-	if got := adaptedRoutePaths(t, pw[1]); len(got) != 1 || got[0] != "/premium/*" {
-		t.Errorf("gated route matches %v, want [/premium/*]", got)
+	if got := adaptedRoutePaths(t, pw[0]); strings.Join(got, " ") != "/premium/* /paywall/*" {
+		t.Errorf("paywall route matches %v, want [/premium/* /paywall/*]", got)
 	}
 }
 
-// Every paywall route carries a complete handler, and the gated route keeps
-// the user's matcher while the endpoint route matches only the prefix.
+// The paywall route keeps the user's matcher and adds the endpoint prefix as
+// a second matcher set; with no matcher it needs none.
 func TestAdaptRoutesPerMatcher(t *testing.T) {
 	tests := []struct {
-		name       string
-		site       string
-		endpoint   string
-		gatedPaths []string
-		gatedMatch bool
+		name  string
+		site  string
+		paths []string // every path of every matcher set; nil: no matcher
 	}{
-		{"no matcher", "paywall {\n\t\tsecret_key {env.STRIPE_SECRET_KEY}\n\t\tprice price_1\n\t}", "/paywall/*", nil, false},
-		{"wildcard matcher", "paywall * {\n\t\tsecret_key {env.STRIPE_SECRET_KEY}\n\t\tprice price_1\n\t}", "/paywall/*", nil, false},
-		{"path matcher", "paywall /premium/* {\n\t\tsecret_key {env.STRIPE_SECRET_KEY}\n\t\tprice price_1\n\t}", "/paywall/*", []string{"/premium/*"}, true},
-		{"custom prefix with slash", "paywall /premium/* {\n\t\tsecret_key {env.STRIPE_SECRET_KEY}\n\t\tprice price_1\n\t\tendpoint_prefix /billing/\n\t}", "/billing/*", []string{"/premium/*"}, true},
-		{"named matcher", "@paid path /a/* /b/*\n\tpaywall @paid {\n\t\tsecret_key {env.STRIPE_SECRET_KEY}\n\t\tprice price_1\n\t}", "/paywall/*", []string{"/a/*", "/b/*"}, true},
-		// Caddy sorts a directive's routes by path length, so here the
-		// gated route comes first; each handler serves the endpoints by
-		// path, so the order does not matter.
-		{"long path matcher", "paywall /members-only/* {\n\t\tsecret_key {env.STRIPE_SECRET_KEY}\n\t\tprice price_1\n\t}", "/paywall/*", []string{"/members-only/*"}, true},
+		{"no matcher", "paywall {\n\t\tsecret_key {env.STRIPE_SECRET_KEY}\n\t\tprice price_1\n\t}", nil},
+		{"wildcard matcher", "paywall * {\n\t\tsecret_key {env.STRIPE_SECRET_KEY}\n\t\tprice price_1\n\t}", nil},
+		{"path matcher", "paywall /premium/* {\n\t\tsecret_key {env.STRIPE_SECRET_KEY}\n\t\tprice price_1\n\t}", []string{"/premium/*", "/paywall/*"}},
+		{"custom prefix with slash", "paywall /premium/* {\n\t\tsecret_key {env.STRIPE_SECRET_KEY}\n\t\tprice price_1\n\t\tendpoint_prefix /billing/\n\t}", []string{"/premium/*", "/billing/*"}},
+		{"named matcher", "@paid path /a/* /b/*\n\tpaywall @paid {\n\t\tsecret_key {env.STRIPE_SECRET_KEY}\n\t\tprice price_1\n\t}", []string{"/a/*", "/b/*", "/paywall/*"}},
 	}
 	for i := range tests {
 		tc := tests[i]
 		t.Run(tc.name, func(t *testing.T) {
 			body := "example.com {\n\t" + tc.site + "\n\trespond ok\n}\n"
 			routes := adaptedSiteRoutes(t, adaptCaddyfile(t, []byte(body)))
-			pw := adaptedPaywallRoutes(routes)
-			if len(pw) != 2 {
-				t.Fatalf("want 2 paywall routes, got %d", len(pw))
-			}
-			endpoint, gated := pw[0], pw[1]
-			if got := adaptedRoutePaths(t, endpoint); len(got) != 1 || got[0] != tc.endpoint {
-				endpoint, gated = gated, endpoint
-			}
-			if got := adaptedRoutePaths(t, endpoint); len(got) != 1 || got[0] != tc.endpoint {
-				t.Errorf("no route matches just [%s]: %v, %v", tc.endpoint, adaptedRoutePaths(t, pw[0]), adaptedRoutePaths(t, pw[1]))
-			}
-			if hasMatch := len(gated.Match) > 0; hasMatch != tc.gatedMatch {
-				t.Errorf("gated route has matcher = %v, want %v", hasMatch, tc.gatedMatch)
-			}
-			if got := adaptedRoutePaths(t, gated); strings.Join(got, " ") != strings.Join(tc.gatedPaths, " ") {
-				t.Errorf("gated route matches %v, want %v", got, tc.gatedPaths)
-			}
-			if !bytes.Equal(endpoint.Handle[0].Raw, gated.Handle[0].Raw) {
-				t.Errorf("the two routes should carry the same handler:\n%s\n%s", endpoint.Handle[0].Raw, gated.Handle[0].Raw)
+			if tc.paths == nil {
+				// Caddy merges a route without matchers into its
+				// neighbours; the handler must still come first.
+				if names := adaptedHandlerNames(routes); len(names) < 2 || names[0] != "paywall" {
+					t.Errorf("handlers in order: %v, want paywall first", names)
+				}
+				for _, r := range adaptedPaywallRoutes(routes) {
+					if len(r.Match) != 0 {
+						t.Errorf("a paywall without a matcher got matchers: %v", adaptedRoutePaths(t, r))
+					}
+				}
+			} else {
+				pw := adaptedPaywallRoutes(routes)
+				if len(pw) != 1 {
+					t.Fatalf("want 1 paywall route, got %d", len(pw))
+				}
+				if got := adaptedRoutePaths(t, pw[0]); strings.Join(got, " ") != strings.Join(tc.paths, " ") {
+					t.Errorf("paywall route matches %v, want %v", got, tc.paths)
+				}
 			}
 			if names := adaptedHandlerNames(routes); names[len(names)-1] != "static_response" {
 				t.Errorf("respond should come last, handlers in order: %v", names)

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 )
@@ -52,6 +53,30 @@ type identity struct {
 	customer    string
 	customerAny any // boxed once, so setting a placeholder allocates nothing
 	expires     int64
+	// placeholders answer {http.paywall.*} for this visitor when entitled,
+	// one per entitled reason, made once with the identity, so that the
+	// hot path adds a provider to the replacer instead of writing three
+	// values into its locked map.
+	placeholders [3]caddy.ReplacerFunc
+}
+
+// newIdentity makes the identity of a verified customer.
+func newIdentity(customer string, expires int64) identity {
+	id := identity{customer: customer, customerAny: customer, expires: expires}
+	for i, reason := range entitledReasons {
+		id.placeholders[i] = func(key string) (any, bool) {
+			switch key {
+			case "http.paywall.customer":
+				return id.customerAny, true
+			case "http.paywall.status":
+				return statusEntitled, true
+			case "http.paywall.reason":
+				return reason, true
+			}
+			return nil, false
+		}
+	}
+	return id
 }
 
 func newCookieJar(name string, maxAge time.Duration, secret string, storage certmagic.Storage, logger *zap.Logger) *cookieJar {
@@ -230,7 +255,7 @@ func (j *cookieJar) verify(value string, t int64) (identity, bool, error) {
 		return identity{}, false, nil
 	}
 	customer = strings.Clone(customer)
-	return identity{customer: customer, customerAny: customer, expires: exp}, true, nil
+	return newIdentity(customer, exp), true, nil
 }
 
 // validCustomerID accepts Stripe customer IDs: cus_ followed by letters and

@@ -63,9 +63,7 @@ func (h *Handler) gate(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	if !ok {
 		return h.refuse(w, r, next, repl, id, http.StatusPaymentRequired, reason)
 	}
-	repl.Set("http.paywall.customer", id.customerAny)
-	repl.Set("http.paywall.status", statusEntitled)
-	repl.Set("http.paywall.reason", boxReason(reason))
+	repl.Map(id.placeholders[entitledIndex(reason)])
 	decisionsEntitled.Inc()
 	// What a subscriber is shown must not be kept by a shared cache and
 	// served to others, nor shown again by the browser from its cache after
@@ -77,18 +75,18 @@ func (h *Handler) gate(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	return next.ServeHTTP(w, r)
 }
 
-// boxReason returns an entitled reason as an interface value without
-// allocating: constants convert to interfaces for free, variables do not.
-func boxReason(reason string) any {
+// entitledReasons are the reasons a visitor passes, in the order of
+// identity.placeholders.
+var entitledReasons = [3]any{reasonActive, reasonTrialing, reasonPastDueGrace}
+
+func entitledIndex(reason string) int {
 	switch reason {
-	case reasonActive:
-		return reasonActive
 	case reasonTrialing:
-		return reasonTrialing
+		return 1
 	case reasonPastDueGrace:
-		return reasonPastDueGrace
+		return 2
 	}
-	return reason
+	return 0
 }
 
 // refuse sets the placeholders of a refusal and answers it, or in dry_run
