@@ -41,6 +41,7 @@ func init() {
 //		stripe_timeout  <duration>
 //		cookie_max_age  <duration>
 //		cookie_name     <name>
+//		cache_control   <value>|off
 //	}
 func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	h.Next() // the directive name, so that the matcher token comes next
@@ -188,7 +189,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.AllowPromotionCodes = true
 		case "dry_run":
 			h.DryRun = true
-		case "support_url", "page", "api_url", "cookie_name":
+		case "support_url", "page", "api_url", "cookie_name", "cache_control":
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
@@ -201,6 +202,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.APIURL = d.Val()
 			case "cookie_name":
 				h.CookieName = d.Val()
+			case "cache_control":
+				h.CacheControl = d.Val()
 			}
 		default:
 			return d.Errf("unrecognized subdirective '%s'", opt)

@@ -595,3 +595,13 @@ func TestAdaptRefusesTwoPaywallsOnOnePrefix(t *testing.T) {
 		t.Fatalf("two paywalls with their own prefixes: %v", err)
 	}
 }
+
+func TestUnmarshalCacheControl(t *testing.T) {
+	h, err := parseTestCaddyfile("paywall {\n\tsecret_key {env.K}\n\tprice price_1\n\tcache_control off\n}")
+	if err != nil || h.CacheControl != "off" {
+		t.Fatalf("cache_control off: %v, %q", err, h.CacheControl)
+	}
+	if _, err := parseTestCaddyfile("paywall {\n\tsecret_key {env.K}\n\tprice price_1\n\tcache_control\n}"); err == nil {
+		t.Fatal("cache_control without a value was accepted")
+	}
+}

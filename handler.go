@@ -69,8 +69,10 @@ func (h *Handler) gate(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	// served to others, nor shown again by the browser from its cache after
 	// the subscription ends. A Cache-Control from upstream is added to this
 	// one, and "private" keeps ruling shared caches out.
-	if hdr := w.Header(); hdr["Cache-Control"] == nil {
-		hdr["Cache-Control"] = []string{"private, no-cache"}
+	if h.cacheControl != "" {
+		if hdr := w.Header(); hdr["Cache-Control"] == nil {
+			hdr["Cache-Control"] = []string{h.cacheControl}
+		}
 	}
 	return next.ServeHTTP(w, r)
 }

@@ -1027,3 +1027,14 @@ func TestAnAbandonedCheckoutDoesNotMarkStripeDown(t *testing.T) {
 		t.Fatal("a visitor who closed the tab marked Stripe down for everyone")
 	}
 }
+
+func TestCacheControlCanBeChangedOrTurnedOff(t *testing.T) {
+	for _, tc := range []struct{ option, want string }{{"", "private, no-cache"}, {"private, max-age=60", "private, max-age=60"}, {"off", ""}} {
+		w := newWorld(t, func(h *Handler) { h.CacheControl = tc.option })
+		_, _, c := w.subscriber("active")
+		resp := w.get(c, "/premium/a")
+		if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != tc.want {
+			t.Errorf("cache_control %q: %d with Cache-Control %q, want %q", tc.option, resp.StatusCode, resp.Header.Get("Cache-Control"), tc.want)
+		}
+	}
+}

@@ -120,6 +120,13 @@ type Handler struct {
 	// The name of the visitor cookie. Default `paywall`.
 	CookieName string `json:"cookie_name,omitempty"`
 
+	// The Cache-Control header given to the pages a subscriber is let
+	// through to, when no earlier handler set one, so that no shared cache
+	// keeps them for others and no browser shows them from its cache after
+	// the subscription ends. Default `private, no-cache`; `off` sets none
+	// (for an application that sets its own).
+	CacheControl string `json:"cache_control,omitempty"`
+
 	secretKey     string
 	webhookSecret string
 	cookieSecret  string
@@ -127,6 +134,7 @@ type Handler struct {
 	apiURL        string
 	supportURL    string
 	prices        []string
+	cacheControl  string // "" when off
 	products      []string
 
 	stripe    stripeAPI
@@ -192,6 +200,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.CookieName == "" {
 		h.CookieName = defaultCookieName
+	}
+	switch h.CacheControl {
+	case "":
+		h.cacheControl = "private, no-cache"
+	case "off":
+		h.cacheControl = ""
+	default:
+		h.cacheControl = h.CacheControl
 	}
 
 	// Refuse a bad key here rather than in Validate: nothing below should
@@ -272,6 +288,9 @@ func (h *Handler) Validate() error {
 	}
 	if (&http.Cookie{Name: h.CookieName, Value: "x"}).Valid() != nil {
 		return fmt.Errorf("paywall: cookie_name %q is not a valid cookie name", h.CookieName)
+	}
+	if strings.ContainsAny(h.CacheControl, "\r\n") {
+		return errors.New("paywall: cache_control must be one line")
 	}
 	if h.cookieSecret != "" && len(h.cookieSecret) < 32 {
 		return errors.New("paywall: cookie_secret must be at least 32 characters")
