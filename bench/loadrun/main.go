@@ -51,6 +51,9 @@ import (
 // A benchmark value, never a real secret.
 const cookieSecret = "loadrun-cookie-secret-0123456789abcdef"
 
+// paywallExtra is a line added to site (b)'s paywall block.
+var paywallExtra string
+
 type options struct {
 	caddy, authsvc     string
 	rounds             int
@@ -93,6 +96,7 @@ func main() {
 	flag.BoolVar(&o.pin, "pin", true, "pin Caddy and authsvc to CPU 0 and wrk to CPU 1 with taskset, when possible")
 	flag.StringVar(&o.markdown, "markdown", "", "also write the report here, as Markdown")
 	flag.StringVar(&o.jsonPath, "json", "", "also write every run here, as JSON")
+	flag.StringVar(&paywallExtra, "paywall-extra", "", "one more line for site (b)'s paywall block, e.g. \"cache_control off\"")
 	flag.StringVar(&o.pprof, "pprof", "", "after the rounds, profile Caddy's CPU during one more run of each site and write the profiles into this folder")
 	flag.Parse()
 	log.SetFlags(0)
@@ -303,6 +307,7 @@ http://127.0.0.1:%[3]d {
 		cookie_secret %[7]s
 		api_url %[5]s
 		cache_ttl 1h
+		%[10]s
 	}
 	respond "hello" 200
 }
@@ -313,7 +318,7 @@ http://127.0.0.1:%[4]d {
 	}
 	respond "hello" 200
 }
-`, dir, sites[0].port, sites[1].port, sites[2].port, stripeURL, stripefake.DefaultPrice.ID, cookieSecret, svcAddr, admin)
+`, dir, sites[0].port, sites[1].port, sites[2].port, stripeURL, stripefake.DefaultPrice.ID, cookieSecret, svcAddr, admin, paywallExtra)
 }
 
 // subscribe goes through the paywall's checkout on the site at port and
