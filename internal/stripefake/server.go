@@ -683,19 +683,7 @@ func (s *Server) FailRenewal(id string) error {
 }
 
 func (s *Server) failRenewalLocked(id string) error {
-	sub, ok := s.subs[id]
-	if !ok {
-		return ErrNotFound
-	}
-	if sub.Status != "active" && sub.Status != "trialing" {
-		return ErrInvalidState
-	}
-	s.advancePeriodLocked(sub)
-	sub.Status = "past_due"
-	inv := s.newInvoiceLocked(sub, "open", "subscription_cycle")
-	s.emitLocked("invoice.payment_failed", s.invoiceJSONLocked(inv))
-	s.emitLocked("customer.subscription.updated", s.subJSONLocked(sub))
-	return nil
+	return s.renewalLocked(id, false)
 }
 
 // Renew simulates a successful renewal of an active or trialing
@@ -709,6 +697,12 @@ func (s *Server) Renew(id string) error {
 }
 
 func (s *Server) renewLocked(id string) error {
+	return s.renewalLocked(id, true)
+}
+
+// renewalLocked advances an active or trialing subscription to its next
+// period, paid or not, with the invoice and events Stripe sends for each.
+func (s *Server) renewalLocked(id string, paid bool) error {
 	sub, ok := s.subs[id]
 	if !ok {
 		return ErrNotFound
@@ -717,9 +711,13 @@ func (s *Server) renewLocked(id string) error {
 		return ErrInvalidState
 	}
 	s.advancePeriodLocked(sub)
-	sub.Status = "active"
-	inv := s.newInvoiceLocked(sub, "paid", "subscription_cycle")
-	s.emitLocked("invoice.paid", s.invoiceJSONLocked(inv))
+	status, invoiceStatus, event := "past_due", "open", "invoice.payment_failed"
+	if paid {
+		status, invoiceStatus, event = "active", "paid", "invoice.paid"
+	}
+	sub.Status = status
+	inv := s.newInvoiceLocked(sub, invoiceStatus, "subscription_cycle")
+	s.emitLocked(event, s.invoiceJSONLocked(inv))
 	s.emitLocked("customer.subscription.updated", s.subJSONLocked(sub))
 	return nil
 }
