@@ -42,6 +42,7 @@ func init() {
 //		cookie_max_age  <duration>
 //		cookie_name     <name>
 //		cache_control   <value>|off
+//		public_url      <https://host>
 //	}
 func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	h.Next() // the directive name, so that the matcher token comes next
@@ -189,7 +190,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.AllowPromotionCodes = true
 		case "dry_run":
 			h.DryRun = true
-		case "support_url", "page", "api_url", "cookie_name", "cache_control":
+		case "support_url", "page", "api_url", "cookie_name", "cache_control", "public_url":
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
@@ -204,6 +205,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.CookieName = d.Val()
 			case "cache_control":
 				h.CacheControl = d.Val()
+			case "public_url":
+				h.PublicURL = d.Val()
 			}
 		default:
 			return d.Errf("unrecognized subdirective '%s'", opt)

@@ -37,6 +37,7 @@ type cookieJar struct {
 	name    string
 	nonce   string
 	maxAge  time.Duration
+	https   bool   // public_url is https: cookies are Secure whatever Caddy sees
 	secret  string // from the config, or empty
 	storage certmagic.Storage
 	logger  *zap.Logger
@@ -168,14 +169,20 @@ func (j *cookieJar) issue(r *http.Request, customer string) (*http.Cookie, error
 		Expires:  time.Unix(exp, 0),
 		MaxAge:   int(j.maxAge / time.Second),
 		HttpOnly: true,
-		Secure:   r.TLS != nil,
+		Secure:   j.secure(r),
 		SameSite: http.SameSiteLaxMode,
 	}, nil
 }
 
 // clear returns a cookie that deletes the named cookie.
-func clearCookie(r *http.Request, name string) *http.Cookie {
-	return &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode}
+func (j *cookieJar) clear(r *http.Request, name string) *http.Cookie {
+	return &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: j.secure(r), SameSite: http.SameSiteLaxMode}
+}
+
+// secure reports whether cookies must be Secure: the request came over TLS,
+// or public_url says visitors use https in front of a proxy.
+func (j *cookieJar) secure(r *http.Request) bool {
+	return r.TLS != nil || j.https
 }
 
 // identify returns the verified visitor of the request, if any, at t (unix

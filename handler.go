@@ -199,8 +199,11 @@ func returnPath(r *http.Request) string {
 }
 
 // origin is this site's scheme and host, for the URLs Stripe sends the
-// visitor back to.
-func origin(r *http.Request) string {
+// visitor back to: public_url when set, else what the request shows.
+func (h *Handler) origin(r *http.Request) string {
+	if h.publicURL != "" {
+		return h.publicURL
+	}
 	if r.TLS != nil {
 		return "https://" + r.Host
 	}
@@ -263,7 +266,7 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 	if !ok || !validNonce(nonce) {
 		nonce = newNonce()
 	}
-	base := origin(r)
+	base := h.origin(r)
 	// Stripe replaces {CHECKOUT_SESSION_ID} only when it stands unescaped.
 	success := base + h.prefix + "/success?return=" + url.QueryEscape(ret) + "&session_id={CHECKOUT_SESSION_ID}"
 	req := checkoutRequest{
@@ -292,7 +295,7 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 		Path:     "/",
 		MaxAge:   int(checkoutLifetime / time.Second),
 		HttpOnly: true,
-		Secure:   r.TLS != nil,
+		Secure:   h.cookies.secure(r),
 		SameSite: http.SameSiteLaxMode,
 	})
 	w.Header().Set("Cache-Control", "no-store")
@@ -380,7 +383,7 @@ func (h *Handler) serveSuccess(w http.ResponseWriter, r *http.Request) error {
 		return caddyhttp.Error(http.StatusForbidden, errors.New("paywall: checkout session already used"))
 	}
 	http.SetCookie(w, cookie)
-	http.SetCookie(w, clearCookie(r, h.cookies.nonce))
+	http.SetCookie(w, h.cookies.clear(r, h.cookies.nonce))
 	if err := h.refreshCustomer(sess.Customer); err != nil {
 		h.logger.Warn("could not read the new subscriber's state; it will be read on the next request", zap.Error(err))
 	}
@@ -422,7 +425,7 @@ func (h *Handler) servePortal(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Duration(h.StripeTimeout))
 	defer cancel()
-	portal, err := h.stripe.createPortal(ctx, id.customer, origin(r)+ret)
+	portal, err := h.stripe.createPortal(ctx, id.customer, h.origin(r)+ret)
 	if err != nil {
 		return h.stripeFailed(w, r, ret, err)
 	}
@@ -437,7 +440,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		return caddyhttp.Error(http.StatusForbidden, errors.New("paywall: sign-out from another site"))
 	}
 	ret := returnPath(r)
-	http.SetCookie(w, clearCookie(r, h.cookies.name))
+	http.SetCookie(w, h.cookies.clear(r, h.cookies.name))
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, ret, http.StatusSeeOther)
 	return nil

@@ -1038,3 +1038,19 @@ func TestCacheControlCanBeChangedOrTurnedOff(t *testing.T) {
 		}
 	}
 }
+
+func TestPublicURLBehindATLSProxy(t *testing.T) {
+	w := newWorld(t, func(h *Handler) { h.PublicURL = "https://shop.example/" })
+	c := w.browser()
+	resp := w.get(c, "/paywall/checkout?return=%2Fpremium%2Fa")
+	sess := w.sessionOf(resp.Header.Get("Location"))
+	if !strings.HasPrefix(sess.SuccessURL, "https://shop.example/paywall/success?") || sess.CancelURL != "https://shop.example/premium/a" {
+		t.Fatalf("success %q cancel %q, want them on https://shop.example", sess.SuccessURL, sess.CancelURL)
+	}
+	if ck := cookieNamed(resp, "paywall_checkout"); ck == nil || !ck.Secure {
+		t.Fatalf("the nonce cookie must be Secure when public_url is https: %+v", ck)
+	}
+	if _, p := w.problem(c, "/premium/a"); !strings.HasPrefix(p["checkout_url"].(string), "https://shop.example/paywall/checkout?") {
+		t.Fatalf("checkout_url %v", p["checkout_url"])
+	}
+}

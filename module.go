@@ -117,6 +117,12 @@ type Handler struct {
 	// How long the visitor cookie lasts. Default 30d.
 	CookieMaxAge caddy.Duration `json:"cookie_max_age,omitempty"`
 
+	// The scheme and host visitors use, such as `https://example.com`, for
+	// the URLs Stripe sends them back to and for Secure cookies, when a
+	// proxy in front of Caddy terminates TLS. Default: what each request
+	// shows.
+	PublicURL string `json:"public_url,omitempty"`
+
 	// The name of the visitor cookie. Default `paywall`.
 	CookieName string `json:"cookie_name,omitempty"`
 
@@ -135,6 +141,7 @@ type Handler struct {
 	supportURL    string
 	prices        []string
 	cacheControl  string // "" when off
+	publicURL     string
 	products      []string
 
 	stripe    stripeAPI
@@ -175,6 +182,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.apiURL = strings.TrimRight(repl.ReplaceAll(h.APIURL, ""), "/")
 	h.supportURL = repl.ReplaceAll(h.SupportURL, "")
+	h.publicURL = strings.TrimRight(repl.ReplaceAll(h.PublicURL, ""), "/")
 	h.prices = resolveIDs(repl, h.Prices)
 	h.products = resolveIDs(repl, h.Products)
 
@@ -233,6 +241,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.account.grow(h.CacheSize)
 
 	h.cookies = newCookieJar(h.CookieName, time.Duration(h.CookieMaxAge), h.cookieSecret, storageOf(ctx), h.logger)
+	h.cookies.https = strings.HasPrefix(h.publicURL, "https://")
 
 	if h.Page != "" {
 		page, err := loadPageTemplate(h.Page)
@@ -270,6 +279,12 @@ func (h *Handler) Validate() error {
 		u, err := url.Parse(h.apiURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("paywall: api_url %q must be an http(s) URL", h.APIURL)
+		}
+	}
+	if h.publicURL != "" {
+		u, err := url.Parse(h.publicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return fmt.Errorf("paywall: public_url %q must be a scheme and host, such as https://example.com", h.PublicURL)
 		}
 	}
 	if h.TrialDays < 0 || h.TrialDays > 730 {

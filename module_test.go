@@ -458,3 +458,13 @@ func TestValidateRefusesABadCookieName(t *testing.T) {
 		t.Fatalf("Validate: %v, want an error naming cookie_name", err)
 	}
 }
+
+func TestValidateRefusesABadPublicURL(t *testing.T) {
+	for _, u := range []string{"shop.example", "ftp://shop.example", "https://shop.example/shop", "https://"} {
+		h := &Handler{SecretKey: moduleTestKey(t), Prices: []string{"price_1"}, PublicURL: u, CookieSecret: strings.Repeat("s", 32)}
+		provisionForModuleTest(t, h)
+		if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "public_url") {
+			t.Errorf("public_url %q: %v, want an error naming public_url", u, err)
+		}
+	}
+}

@@ -208,7 +208,7 @@ func (h *Handler) writeDenial(w http.ResponseWriter, r *http.Request, d denial) 
 
 	data := newPageData(d, lang, h.supportURL)
 	if asJSON {
-		if err := json.NewEncoder(buf).Encode(newProblem(r, data)); err != nil {
+		if err := json.NewEncoder(buf).Encode(newProblem(h.origin(r), data)); err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}
 	} else {
@@ -306,16 +306,16 @@ type problem struct {
 	RetryAfter  int    `json:"retry_after,omitempty"`
 }
 
-func newProblem(r *http.Request, data PageData) problem {
+func newProblem(base string, data PageData) problem {
 	p := problem{
 		Type:        problemTypeBase + data.Reason,
 		Title:       data.Title,
 		Status:      data.Status,
 		Detail:      data.Detail,
 		Reason:      data.Reason,
-		CheckoutURL: absoluteURL(r, data.CheckoutURL),
-		PortalURL:   absoluteURL(r, data.PortalURL),
-		SupportURL:  absoluteURL(r, data.SupportURL),
+		CheckoutURL: absoluteURL(base, data.CheckoutURL),
+		PortalURL:   absoluteURL(base, data.PortalURL),
+		SupportURL:  absoluteURL(base, data.SupportURL),
 	}
 	if data.Status == http.StatusServiceUnavailable {
 		p.RetryAfter = data.RetryAfter
@@ -325,9 +325,9 @@ func newProblem(r *http.Request, data PageData) problem {
 
 // absoluteURL makes a path on this site absolute and leaves anything else,
 // such as an https: or mailto: URL, as it is.
-func absoluteURL(r *http.Request, u string) string {
+func absoluteURL(base, u string) string {
 	if strings.HasPrefix(u, "/") && !strings.HasPrefix(u, "//") {
-		return origin(r) + u
+		return base + u
 	}
 	return u
 }
