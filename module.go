@@ -151,7 +151,6 @@ type Handler struct {
 	cookies   *cookieJar
 	page      *template.Template
 	logger    *zap.Logger
-	ctx       caddy.Context
 }
 
 // CaddyModule returns the Caddy module information.
@@ -165,7 +164,6 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision sets defaults, resolves placeholders and builds the Stripe
 // client. It makes no network call: Caddy provisions on validate and adapt too.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	h.ctx = ctx
 	h.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
 
