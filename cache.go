@@ -34,6 +34,13 @@ type account struct {
 	flights   singleflight.Group
 	downUntil atomic.Int64 // unix nanos; Stripe failed recently
 
+	// recent holds the epoch of the last invalidation of customers this
+	// node did not hold, so that a read of theirs already in flight is not
+	// taken for fresh; when it fills up it is cleared, and recentFloor
+	// makes every read that began before that count as possibly stale.
+	recent      map[string]uint64
+	recentFloor uint64
+
 	usedMu sync.Mutex
 	used   map[string]int64 // checkout session ID → unix nanos after which to forget it
 }
@@ -45,6 +52,7 @@ type customerEntry struct {
 	fetched     int64  // unix nanos of the Stripe read
 	stale       bool   // a webhook said the customer changed since
 	invalidated uint64 // epoch of the last invalidation
+	readEpoch   uint64 // epoch when the stored read began
 }
 
 func newAccount(max int) *account {
@@ -52,6 +60,7 @@ func newAccount(max int) *account {
 		customers: make(map[string]*customerEntry),
 		max:       max,
 		strs:      make(map[string]string),
+		recent:    make(map[string]uint64),
 		used:      make(map[string]int64),
 	}
 }
@@ -87,13 +96,18 @@ func (a *account) store(customer string, subs []subscriptionState, fetched int64
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old := a.customers[customer]
-	if old != nil && old.invalidated > startEpoch {
+	// A read that began before the last invalidation, or before the read
+	// already stored, knows less than what is there.
+	if old != nil && (old.invalidated > startEpoch || old.readEpoch > startEpoch) {
 		return
 	}
-	// An unknown customer has no invalidation record of their own: if any
-	// customer was invalidated while this read ran, keep the answer but
-	// read again on the next request.
-	stale := old == nil && a.epoch.Load() != startEpoch
+	// A customer this node did not hold may have been invalidated while
+	// this read ran: keep the answer, but read again on the next request.
+	stale := false
+	if old == nil {
+		stale = a.recent[customer] > startEpoch || a.recentFloor > startEpoch
+		delete(a.recent, customer)
+	}
 	for i := range subs {
 		subs[i].Status = internStatus(subs[i].Status)
 		for j := range subs[i].Items {
@@ -104,7 +118,7 @@ func (a *account) store(customer string, subs []subscriptionState, fetched int64
 	if old == nil && len(a.customers) >= a.max {
 		a.makeRoom()
 	}
-	e := &customerEntry{subs: subs, fetched: fetched, stale: stale}
+	e := &customerEntry{subs: subs, fetched: fetched, stale: stale, readEpoch: startEpoch}
 	if old != nil {
 		e.invalidated = old.invalidated
 	}
@@ -123,6 +137,12 @@ func (a *account) invalidate(customer string) bool {
 		e.stale = true
 		e.invalidated = epoch
 		a.customers[customer] = &e
+	} else {
+		if len(a.recent) >= 10_000 {
+			clear(a.recent)
+			a.recentFloor = epoch
+		}
+		a.recent[customer] = epoch
 	}
 	a.mu.Unlock()
 	a.flights.Forget(customer)

@@ -60,17 +60,6 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 		prefix = defaultEndpointPrefix
 	}
 	prefix = strings.TrimRight(prefix, "/")
-	// Two paywalls of one site with one prefix would share its endpoints:
-	// the first would sell its price to visitors of the second.
-	used, _ := h.State["paywall_prefixes"].(map[string]bool)
-	if used == nil {
-		used = map[string]bool{}
-		h.State["paywall_prefixes"] = used
-	}
-	if used[prefix] {
-		return nil, h.Errf("endpoint_prefix %s is already used by another paywall in this site; give each paywall its own endpoint_prefix", prefix)
-	}
-	used[prefix] = true
 	var warnings []caddyconfig.Warning
 	route := caddyhttp.Route{
 		HandlersRaw: []json.RawMessage{caddyconfig.JSONModuleObject(pw, "handler", "paywall", &warnings)},

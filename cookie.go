@@ -228,6 +228,10 @@ func (j *cookieJar) renew(w http.ResponseWriter, r *http.Request, id identity, t
 	}
 	if ck, err := j.issue(r, id.customer); err == nil {
 		http.SetCookie(w, ck)
+		// A response that sets a visitor's cookie must never be kept
+		// by a shared cache and handed to someone else, whatever
+		// cache_control or an earlier handler says.
+		w.Header().Set("Cache-Control", "private, no-store")
 	}
 }
 

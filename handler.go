@@ -436,7 +436,7 @@ func (h *Handler) servePortal(w http.ResponseWriter, r *http.Request) error {
 // serveLogout forgets the visitor in this browser, when the browser says the
 // request comes from this site: another site must not sign a payer out.
 func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
-	if !sameSite(r) {
+	if !sameSite(r, h.publicURL) {
 		return caddyhttp.Error(http.StatusForbidden, errors.New("paywall: sign-out from another site"))
 	}
 	ret := returnPath(r)
@@ -450,7 +450,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 // the headers browsers send: Sec-Fetch-Site, or else Origin. A request with
 // neither (curl, an old browser) is let through: it cannot carry a cookie
 // attack from another site's page.
-func sameSite(r *http.Request) bool {
+func sameSite(r *http.Request, publicURL string) bool {
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "same-origin", "none":
 		return true
@@ -463,5 +463,8 @@ func sameSite(r *http.Request) bool {
 		return true
 	}
 	u, err := url.Parse(o)
-	return err == nil && u.Host == r.Host
+	if err != nil {
+		return false
+	}
+	return u.Host == r.Host || (publicURL != "" && o == publicURL)
 }

@@ -1054,3 +1054,13 @@ func TestPublicURLBehindATLSProxy(t *testing.T) {
 		t.Fatalf("checkout_url %v", p["checkout_url"])
 	}
 }
+
+func TestARenewedCookieIsNeverCachedForOthers(t *testing.T) {
+	w := newWorld(t, func(h *Handler) { h.CacheControl = "off" })
+	_, _, c := w.subscriber("active")
+	w.clock.Advance(20 * 24 * time.Hour)
+	resp := w.get(c, "/premium/a")
+	if !hasCookie(resp, "paywall") || resp.Header.Get("Cache-Control") != "private, no-store" {
+		t.Fatalf("renewal: cookie %v, Cache-Control %q; want the cookie and private, no-store", hasCookie(resp, "paywall"), resp.Header.Get("Cache-Control"))
+	}
+}

@@ -1,0 +1,39 @@
+package paywall
+
+import "testing"
+
+func TestAnOlderReadNeverReplacesANewerOne(t *testing.T) {
+	a := newAccount(10)
+	newer := []subscriptionState{{Status: "active"}}
+	older := []subscriptionState{{Status: "canceled"}}
+	a.store("cus_X", newer, 2, 5)
+	a.store("cus_X", older, 3, 4) // began before the stored read, finished after it
+	if got := a.get("cus_X"); got.subs[0].Status != "active" || got.stale {
+		t.Fatalf("stored %+v, want the newer read kept", got)
+	}
+}
+
+func TestAnUnknownCustomersReadDuringAnInvalidationIsStale(t *testing.T) {
+	a := newAccount(10)
+	start := a.epoch.Load()
+	if a.invalidate("cus_X") {
+		t.Fatal("cus_X was not held")
+	}
+	a.store("cus_X", nil, 1, start)
+	a.store("cus_Y", nil, 1, start)
+	if !a.get("cus_X").stale {
+		t.Error("a read of cus_X that began before its invalidation was stored as fresh")
+	}
+	if a.get("cus_Y").stale {
+		t.Error("another customer's invalidation made cus_Y's read stale")
+	}
+	// A newer read of cus_X is fresh, and an invalidation of a held
+	// customer keeps the facts, marked stale.
+	a.store("cus_X", nil, 2, a.epoch.Load())
+	if a.get("cus_X").stale {
+		t.Error("a read that began after the invalidation is stale")
+	}
+	if !a.invalidate("cus_X") || !a.get("cus_X").stale {
+		t.Error("invalidating a held customer did not mark it stale")
+	}
+}
