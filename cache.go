@@ -263,17 +263,22 @@ func (h *Handler) customerState(customer string, t int64) ([]subscriptionState, 
 	return nil, errUnknownUnavailable
 }
 
-// refreshCustomer reads a customer again now, whatever the cache holds:
-// completed checkouts call it.
-func (h *Handler) refreshCustomer(customer string) error {
-	h.account.invalidate(customer)
+// refreshCustomer marks a customer's facts stale and reads them again now,
+// whatever the cache holds, unless Stripe is down or, with onlyKnown, this
+// node does not hold the customer. It reports whether it read. Completed
+// checkouts and webhooks call it.
+func (h *Handler) refreshCustomer(customer string, onlyKnown bool) (bool, error) {
+	known := h.account.invalidate(customer)
+	if onlyKnown && !known {
+		return false, nil
+	}
 	if h.account.down(now().UnixNano()) {
-		return errStripeUnavailable
+		return false, errStripeUnavailable
 	}
 	_, err, _ := h.account.flights.Do(customer, func() (any, error) {
 		return h.readCustomer(customer)
 	})
-	return err
+	return true, err
 }
 
 func (h *Handler) readCustomer(customer string) ([]subscriptionState, error) {

@@ -384,7 +384,7 @@ func (h *Handler) serveSuccess(w http.ResponseWriter, r *http.Request) error {
 	}
 	http.SetCookie(w, cookie)
 	http.SetCookie(w, h.cookies.clear(r, h.cookies.nonce))
-	if err := h.refreshCustomer(sess.Customer); err != nil {
+	if _, err := h.refreshCustomer(sess.Customer, false); err != nil {
 		h.logger.Warn("could not read the new subscriber's state; it will be read on the next request", zap.Error(err))
 	}
 	h.logger.Info("checkout completed")

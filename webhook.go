@@ -67,19 +67,16 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) error {
 	// A customer this node does not know is read when they next visit;
 	// reading every customer of the account on renewal day would spend
 	// Stripe's rate limit on nobody.
-	if h.account.invalidate(customer) && !h.account.down(now().UnixNano()) {
+	read, err := h.refreshCustomer(customer, true)
+	if read {
 		webhookEvents.WithLabelValues("refreshed").Inc()
-		_, err, _ := h.account.flights.Do(customer, func() (any, error) {
-			return h.readCustomer(customer)
-		})
-		if err != nil {
-			// The customer stays marked stale: the next request
-			// reads Stripe again, and until Stripe answers, known
-			// state serves.
-			h.logger.Warn("webhook: could not read the customer again", zap.String("type", ev.Type), zap.String("event", ev.ID), zap.Error(err))
-		}
 	} else {
 		webhookEvents.WithLabelValues("invalidated").Inc()
+	}
+	if err != nil {
+		// The customer stays marked stale: the next request reads
+		// Stripe again, and until Stripe answers, known state serves.
+		h.logger.Warn("webhook: could not read the customer again", zap.String("type", ev.Type), zap.String("event", ev.ID), zap.Error(err))
 	}
 	h.logger.Info("webhook event applied", zap.String("type", ev.Type), zap.String("event", ev.ID), zap.String("api_version", ev.APIVersion))
 	w.WriteHeader(http.StatusOK)
