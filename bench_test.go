@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,7 +22,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/stripe/stripe-go/v76/webhook"
-	"go.uber.org/zap"
 
 	"github.com/caddy-paywall/paywall/internal/stripefake"
 )
@@ -62,38 +60,8 @@ func newBenchSite(tb testing.TB, opts ...option) *benchSite {
 		tb.Fatalf("fake Stripe: %v", err)
 	}
 	tb.Cleanup(fake.Close)
-	h := provisionBenchHandler(tb, fake.URL(), opts...)
+	h := provisionTestHandler(tb, fake.URL(), opts...)
 	return &benchSite{clock: c, fake: fake, h: h}
-}
-
-// provisionBenchHandler provisions a handler against the Stripe API at
-// apiURL, with a silent logger: a benchmark of the webhook would otherwise
-// time the writing of its info line to the terminal.
-func provisionBenchHandler(tb testing.TB, apiURL string, opts ...option) *Handler {
-	tb.Helper()
-	h := &Handler{
-		SecretKey:     testKey,
-		Prices:        []string{testPrice},
-		WebhookSecret: hookSecret,
-		CookieSecret:  strings.Repeat("k", 32),
-		APIURL:        apiURL,
-		StripeTimeout: caddy.Duration(5 * time.Second),
-	}
-	for _, o := range opts {
-		o(h)
-	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	tb.Cleanup(cancel)
-	if err := h.Provision(ctx); err != nil {
-		tb.Fatalf("Provision: %v", err)
-	}
-	if err := h.Validate(); err != nil {
-		tb.Fatalf("Validate: %v", err)
-	}
-	tb.Cleanup(func() { _ = h.Cleanup() })
-	h.logger = zap.NewNop()
-	h.cookies.logger = h.logger
-	return h
 }
 
 // cookieHeader returns a Cookie header value that identifies customer.

@@ -87,7 +87,7 @@ func TestEconomyCustomersWithinTTLReadOnceEach(t *testing.T) {
 	oldNow := now
 	now = c.Now
 	t.Cleanup(func() { now = oldNow })
-	h := provisionBenchHandler(t, "http://127.0.0.1:9", func(h *Handler) { h.CacheTTL = caddy.Duration(5 * time.Minute) })
+	h := provisionTestHandler(t, "http://127.0.0.1:9", func(h *Handler) { h.CacheTTL = caddy.Duration(5 * time.Minute) })
 	stripe := &countingStripe{stripeAPI: h.stripe, per: make(map[string]int)}
 	h.stripe = stripe
 
@@ -238,7 +238,7 @@ func TestMemoryPerCachedCustomer(t *testing.T) {
 	a = nil
 
 	// The verified-cookie map, filled to its bound through identify.
-	h := provisionBenchHandler(t, "http://127.0.0.1:9")
+	h := provisionTestHandler(t, "http://127.0.0.1:9")
 	visitors := scaled(t, verifiedCap)
 	requests := make([]*http.Request, visitors)
 	for i := range requests {
@@ -291,7 +291,7 @@ func TestCacheBound(t *testing.T) {
 	t.Run("cache_size", func(t *testing.T) {
 		const bound, customers = 200, 1000
 		stub := newSubscriptionStub(t)
-		h := provisionBenchHandler(t, stub.url, func(h *Handler) { h.CacheSize = bound })
+		h := provisionTestHandler(t, stub.url, func(h *Handler) { h.CacheSize = bound })
 		var p passed
 		w := newDiscard()
 		for i := range customers {
@@ -310,7 +310,7 @@ func TestCacheBound(t *testing.T) {
 	t.Run("verified_cookies", func(t *testing.T) {
 		// Filled to its bound directly, then past it through identify,
 		// which must make room.
-		h := provisionBenchHandler(t, "http://127.0.0.1:9")
+		h := provisionTestHandler(t, "http://127.0.0.1:9")
 		t0 := now().Unix()
 		for i := range verifiedCap {
 			cus := customerID(i)

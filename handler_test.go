@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/stripe/stripe-go/v76/webhook"
+	"go.uber.org/zap"
 
 	"github.com/caddy-paywall/paywall/internal/stripefake"
 )
@@ -29,6 +30,37 @@ const (
 	hookSecret = "whsec_handler_test_secret"
 	testPrice  = "price_demo_monthly"
 )
+
+// provisionTestHandler provisions a handler against the Stripe API at
+// apiURL, with a silent logger: a benchmark of the webhook would otherwise
+// time the writing of its info line to the terminal. Tests and benchmarks
+// share it.
+func provisionTestHandler(tb testing.TB, apiURL string, opts ...option) *Handler {
+	tb.Helper()
+	h := &Handler{
+		SecretKey:     testKey,
+		Prices:        []string{testPrice},
+		WebhookSecret: hookSecret,
+		CookieSecret:  strings.Repeat("k", 32),
+		APIURL:        apiURL,
+		StripeTimeout: caddy.Duration(2 * time.Second),
+	}
+	for _, o := range opts {
+		o(h)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	tb.Cleanup(cancel)
+	if err := h.Provision(ctx); err != nil {
+		tb.Fatalf("Provision: %v", err)
+	}
+	if err := h.Validate(); err != nil {
+		tb.Fatalf("Validate: %v", err)
+	}
+	tb.Cleanup(func() { _ = h.Cleanup() })
+	h.logger = zap.NewNop()
+	h.cookies.logger = h.logger
+	return h
+}
 
 // clock is the test's time: it moves only when the test says so.
 type clock struct {
@@ -77,26 +109,7 @@ func newWorld(t testing.TB, opts ...option) *world {
 	t.Cleanup(fakeSrv.Close)
 	t.Cleanup(fake.Close)
 
-	h := &Handler{
-		SecretKey:     testKey,
-		Prices:        []string{testPrice},
-		WebhookSecret: hookSecret,
-		CookieSecret:  strings.Repeat("k", 32),
-		APIURL:        fakeSrv.URL,
-		StripeTimeout: caddy.Duration(2 * time.Second),
-	}
-	for _, o := range opts {
-		o(h)
-	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	if err := h.Provision(ctx); err != nil {
-		t.Fatalf("Provision: %v", err)
-	}
-	if err := h.Validate(); err != nil {
-		t.Fatalf("Validate: %v", err)
-	}
-	t.Cleanup(func() { _ = h.Cleanup() })
+	h := provisionTestHandler(t, fakeSrv.URL, opts...)
 
 	w := &world{t: t, clock: c, fake: fake, h: h}
 	w.site = httptest.NewServer(http.HandlerFunc(w.serve))
