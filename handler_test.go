@@ -1077,3 +1077,30 @@ func TestARenewedCookieIsNeverCachedForOthers(t *testing.T) {
 		t.Fatalf("renewal: cookie %v, Cache-Control %q; want the cookie and private, no-store", hasCookie(resp, "paywall"), resp.Header.Get("Cache-Control"))
 	}
 }
+
+// A payer whose facts merely aged past cache_ttl is served from them when
+// Stripe is slow, instead of waiting for stripe_timeout.
+func TestASlowStripeDoesNotHoldUpAKnownPayer(t *testing.T) {
+	oldWait := staleWait
+	staleWait = 20 * time.Millisecond
+	t.Cleanup(func() { staleWait = oldWait })
+	w := newWorld(t, func(h *Handler) {
+		h.CacheTTL = caddy.Duration(time.Minute)
+		h.StripeTimeout = caddy.Duration(time.Minute) // far beyond the client's patience below
+	})
+	_, _, c := w.subscriber("active")
+	if resp := w.get(c, "/premium/a"); resp.StatusCode != 200 {
+		t.Fatalf("before: %d", resp.StatusCode)
+	}
+	w.fake.SetOutage(stripefake.OutageHang)
+	w.clock.Advance(2 * time.Minute)
+	c.Timeout = 10 * time.Second
+	resp, err := c.Get(w.site.URL + "/premium/a")
+	if err != nil {
+		t.Fatalf("a known payer waited on a hanging Stripe: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("a known payer during a slow Stripe: %d, want the known facts to serve", resp.StatusCode)
+	}
+}
