@@ -159,6 +159,9 @@ func (s *Server) apiGate(next http.Handler) http.Handler {
 		}
 		s.mu.Lock()
 		outage := s.outage
+		if o, ok := s.outageFor[key]; ok {
+			outage = o
+		}
 		s.mu.Unlock()
 		switch outage {
 		case OutageHang:

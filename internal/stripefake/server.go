@@ -230,6 +230,7 @@ type Server struct {
 	seq       int64
 	calls     map[string]int
 	outage    Outage
+	outageFor map[string]Outage // by call key; wins over outage
 	latency   time.Duration
 	idem      map[string]idemEntry
 
@@ -985,6 +986,20 @@ func (s *Server) completeCheckout(sessionID, email, card string) (string, error)
 	return strings.ReplaceAll(cs.SuccessURL, "{CHECKOUT_SESSION_ID}", cs.ID), nil
 }
 
+// SetSessionPaymentStatus sets a checkout session's payment_status, as
+// Stripe leaves a session that completed with a bank debit "unpaid" until
+// the money arrives.
+func (s *Server) SetSessionPaymentStatus(id, status string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cs, ok := s.sessions[id]
+	if !ok {
+		return ErrNotFound
+	}
+	cs.PaymentStatus = status
+	return nil
+}
+
 // SetOutage switches the API's failure mode ("" or OutageNone restores it).
 func (s *Server) SetOutage(mode Outage) {
 	if mode == "" {
@@ -993,6 +1008,22 @@ func (s *Server) SetOutage(mode Outage) {
 	s.mu.Lock()
 	s.outage = mode
 	s.mu.Unlock()
+}
+
+// SetOutageFor switches the failure mode of the API calls that match key
+// (the keys of Calls, such as "POST /v1/checkout/sessions") and leaves the
+// others as they are; "" restores the calls of key to the general mode.
+func (s *Server) SetOutageFor(key string, mode Outage) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.outageFor == nil {
+		s.outageFor = map[string]Outage{}
+	}
+	if mode == "" {
+		delete(s.outageFor, key)
+		return
+	}
+	s.outageFor[key] = mode
 }
 
 // SetLatency delays every API call by d (0 disables). The wait ends early
