@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -47,15 +48,27 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return caddyhttp.Error(http.StatusRequestEntityTooLarge, errors.New("paywall: webhook body too large"))
 	}
-	if err := verifySignature(body, r.Header.Get("Stripe-Signature"), h.webhookSecret, now()); err != nil {
+	t := now()
+	if err := verifySignature(body, r.Header.Get("Stripe-Signature"), h.webhookSecret, t); err != nil {
 		webhookEvents.WithLabelValues("rejected").Inc()
-		h.logger.Warn("webhook rejected", zap.Error(err), zap.String("remote_ip", r.RemoteAddr))
+		if ok, left := h.account.rejectedHooks.allow(t.UnixNano()); ok {
+			h.logger.Warn("webhook rejected",
+				zap.Error(err), zap.String("remote_ip", clientIP(r)), zap.Int("rejected_since_last_line", left))
+		}
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
 	var ev webhookEvent
 	if err := json.Unmarshal(body, &ev); err != nil || ev.Type == "" {
 		webhookEvents.WithLabelValues("unreadable").Inc()
 		return caddyhttp.Error(http.StatusBadRequest, errors.New("paywall: webhook body is not a Stripe event"))
+	}
+	if ev.ID != "" && !h.account.seenEvents.first(ev.ID, t.UnixNano()) {
+		// A replay of a request already applied: Stripe's own retries
+		// come only when the first delivery failed, hours apart.
+		webhookEvents.WithLabelValues("duplicate").Inc()
+		h.logger.Debug("webhook event already applied", zap.String("type", ev.Type), zap.String("event", ev.ID))
+		w.WriteHeader(http.StatusOK)
+		return nil
 	}
 	customer := eventCustomer(&ev)
 	if customer == "" {
@@ -162,4 +175,48 @@ func verifySignature(body []byte, header, secret string, t time.Time) error {
 		}
 	}
 	return errors.New("paywall: webhook signature does not match")
+}
+
+// seenEventsCap bounds the events remembered as applied.
+const seenEventsCap = 10_000
+
+// seenEventsFor is how long an applied event is remembered: a replay of its
+// signed request is refused by the timestamp check after webhookTolerance.
+const seenEventsFor = 2 * webhookTolerance
+
+// eventSet remembers the IDs of recently applied events, so that one signed
+// request replayed many times within the tolerance costs one Stripe read.
+// It forgets the oldest first: they are the nearest to being refused by the
+// timestamp check anyway, and applying an event twice is harmless (it only
+// reads the customer again), so a full set costs reads, never access.
+type eventSet struct {
+	mu    sync.Mutex
+	until map[string]int64 // event ID → unix nanos after which it is forgotten
+	order []string         // ring of IDs, oldest at head
+	head  int
+}
+
+// first reports whether id was not seen within seenEventsFor of t, and
+// remembers it.
+func (s *eventSet) first(id string, t int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.until == nil {
+		s.until = make(map[string]int64)
+	}
+	if exp, ok := s.until[id]; ok && t < exp {
+		return false
+	}
+	if len(s.order) < seenEventsCap {
+		s.order = append(s.order, id)
+	} else {
+		old := s.order[s.head]
+		if s.until[old] != 0 && old != id {
+			delete(s.until, old)
+		}
+		s.order[s.head] = id
+		s.head = (s.head + 1) % seenEventsCap
+	}
+	s.until[id] = t + int64(seenEventsFor)
+	return true
 }
