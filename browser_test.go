@@ -110,6 +110,10 @@ func TestBrowser(t *testing.T) {
 
 		b.do("open a members' article", chromedp.Navigate(article), waitReason("no_subscription"))
 		b.do("subscribe", chromedp.Click(chromedp.CSS("#subscribe")), chromedp.WaitVisible(chromedp.CSS("#pay")))
+		checkout, err := run(b, chromedp.Location())
+		if err != nil {
+			t.Fatal(err)
+		}
 		b.do("pay with a card that is declined",
 			chromedp.SetValue(chromedp.CSS("#email"), "declined@example.com"),
 			chromedp.SetValue(chromedp.CSS("#card"), "4000 0000 0000 0002"),
@@ -122,6 +126,54 @@ func TestBrowser(t *testing.T) {
 			waitReason("checkout_not_completed"))
 		b.wantLocation(article)
 		b.shot("not-completed")
+
+		// Continue checkout: the same session, not a second one, and
+		// another card pays it.
+		b.do("continue the checkout", chromedp.Click(chromedp.CSS("#subscribe")), chromedp.WaitVisible(chromedp.CSS("#pay")))
+		b.wantLocation(checkout)
+		b.do("pay with another card",
+			chromedp.SetValue(chromedp.CSS("#email"), "declined@example.com"),
+			chromedp.SetValue(chromedp.CSS("#card"), "4242 4242 4242 4242"),
+			chromedp.Click(chromedp.CSS("#pay")),
+			chromedp.WaitVisible(chromedp.CSS("#premium-content")))
+		b.wantLocation(article)
+		sessions := 0
+		for _, s := range d.fake.Sessions() {
+			if strings.Contains(s.SuccessURL, "fail-open") {
+				sessions++
+			}
+		}
+		if sessions != 1 {
+			t.Errorf("the declined visitor's checkouts: %d sessions, want 1", sessions)
+		}
+	})
+
+	t.Run("SuccessLinkInAnotherBrowser", func(t *testing.T) {
+		var success string
+		for _, s := range d.fake.Sessions() {
+			if s.Status == "complete" {
+				success = strings.ReplaceAll(s.SuccessURL, "{CHECKOUT_SESSION_ID}", s.ID)
+				break
+			}
+		}
+		if success == "" {
+			t.Skip("no completed checkout to take the link of")
+		}
+		b := newBrowser(t, d, shots)
+		res, err := run(b, chromedp.NavigateResponse(success))
+		if err != nil {
+			t.Fatalf("open another browser's success link: %v", err)
+		}
+		if res.Status != 403 {
+			t.Errorf("another browser's success link answers %d, want 403", res.Status)
+		}
+		b.do("wait for the page", waitReason("checkout_other_browser"))
+		styled, err := run(b, chromedp.Evaluate[bool](`getComputedStyle(document.querySelector("#back")).display !== "inline"`))
+		if err != nil || !styled {
+			t.Errorf("the page's stylesheet did not apply (%v)", err)
+		}
+		b.wantOnlyFrom(d.site)
+		b.shot("other-browser")
 	})
 
 	t.Run("BahasaIndonesia", func(t *testing.T) {

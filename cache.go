@@ -15,13 +15,21 @@ import (
 var outageBackoff = 5 * time.Second
 
 // staleWait is how long a visitor whose facts aged past cache_ttl waits for
-// Stripe before the known facts answer, so that a Stripe that hangs costs a
-// known payer at most this much once per outage back-off.
-var staleWait = time.Second
+// Stripe before the known facts answer. Once a wait ran out, Stripe counts
+// as slow until a read succeeds, and such visitors wait no more: a Stripe
+// that hangs costs known payers this much once per outage, not once per
+// outage back-off.
+var staleWait = 500 * time.Millisecond
+
+// staleTimer starts a visitor's staleWait; tests replace it.
+var staleTimer = func() (<-chan time.Time, func() bool) {
+	t := time.NewTimer(staleWait)
+	return t.C, t.Stop
+}
 
 // account is the state shared by every handler of one Stripe account, kept
 // across config reloads in the accounts pool: what Stripe said about each
-// customer, and which checkout sessions were already redeemed.
+// customer, the webhook events already applied, and the limits on checkout.
 type account struct {
 	mu        sync.RWMutex
 	customers map[string]*customerEntry
@@ -33,6 +41,7 @@ type account struct {
 	epoch     atomic.Uint64
 	flights   singleflight.Group
 	downUntil atomic.Int64 // unix nanos; Stripe failed recently
+	slow      atomic.Bool  // a read outlasted staleWait and none has succeeded since
 
 	// recent holds the epoch of the last invalidation of customers this
 	// node did not hold, so that a read of theirs already in flight is not
@@ -41,8 +50,53 @@ type account struct {
 	recent      map[string]uint64
 	recentFloor uint64
 
-	usedMu sync.Mutex
-	used   map[string]int64 // checkout session ID → unix nanos after which to forget it
+	seenEvents    eventSet
+	rejectedHooks logThrottle
+
+	// checkoutBudget bounds Stripe's checkout calls for the whole account
+	// (see checkoutBudgetRate); limiters bound them per client address,
+	// one limiter per configured limit, kept while a handler uses it.
+	checkoutBudget *tokenBucket
+	limitersMu     sync.Mutex
+	limiters       map[checkoutLimit]*sharedLimiter
+	limitTrips     logThrottle
+}
+
+// checkoutLimit is a checkout_limit setting: n per window.
+type checkoutLimit struct {
+	n      int
+	window time.Duration
+}
+
+type sharedLimiter struct {
+	*clientLimiter
+	users int
+}
+
+// limiter returns the account's limiter for a setting, made on first use.
+// A config reload provisions the new handlers before it cleans up the old,
+// so a setting that stays keeps its counts.
+func (a *account) limiter(l checkoutLimit) *clientLimiter {
+	a.limitersMu.Lock()
+	defer a.limitersMu.Unlock()
+	sl := a.limiters[l]
+	if sl == nil {
+		sl = &sharedLimiter{clientLimiter: newClientLimiter(l.n, l.window)}
+		a.limiters[l] = sl
+	}
+	sl.users++
+	return sl.clientLimiter
+}
+
+// releaseLimiter forgets a setting's limiter once no handler uses it.
+func (a *account) releaseLimiter(l checkoutLimit) {
+	a.limitersMu.Lock()
+	defer a.limitersMu.Unlock()
+	if sl := a.limiters[l]; sl != nil {
+		if sl.users--; sl.users <= 0 {
+			delete(a.limiters, l)
+		}
+	}
 }
 
 // customerEntry is one customer's facts as Stripe gave them. It is never
@@ -61,7 +115,9 @@ func newAccount(max int) *account {
 		max:       max,
 		strs:      make(map[string]string),
 		recent:    make(map[string]uint64),
-		used:      make(map[string]int64),
+
+		checkoutBudget: newTokenBucket(checkoutBudgetRate, checkoutBudgetBurst),
+		limiters:       make(map[checkoutLimit]*sharedLimiter),
 	}
 }
 
@@ -192,29 +248,6 @@ func (a *account) down(t int64) bool {
 	return t < a.downUntil.Load()
 }
 
-// redeem records a checkout session as used; it reports false when it was
-// used before.
-func (a *account) redeem(id string, t int64) bool {
-	a.usedMu.Lock()
-	defer a.usedMu.Unlock()
-	if exp, ok := a.used[id]; ok && t < exp {
-		return false
-	}
-	if len(a.used) >= 100_000 {
-		for k, exp := range a.used {
-			if t >= exp {
-				delete(a.used, k)
-			}
-		}
-		if len(a.used) >= 100_000 {
-			return false // flooded: refuse rather than forget
-		}
-	}
-	// Checkout sessions live at most 24 hours.
-	a.used[id] = t + int64(25*time.Hour)
-	return true
-}
-
 // errUnknownUnavailable is returned when Stripe cannot be reached and
 // nothing is known about the customer: the visitor must wait, not pay.
 var errUnknownUnavailable = errors.New("customer state unknown and stripe unavailable")
@@ -238,13 +271,18 @@ func (h *Handler) customerState(customer string, t int64) ([]subscriptionState, 
 		})
 		var res singleflight.Result
 		if usable && !e.stale {
-			timer := time.NewTimer(staleWait)
+			if a.slow.Load() {
+				// Stripe is slow: serve what we know at once;
+				// the read goes on and fills the cache.
+				cacheEvents.WithLabelValues("stale_served").Inc()
+				return e.subs, nil
+			}
+			fired, stop := staleTimer()
 			select {
 			case res = <-ch:
-				timer.Stop()
-			case <-timer.C:
-				// Stripe is slow: serve what we know; the read
-				// goes on and fills the cache when it returns.
+				stop()
+			case <-fired:
+				a.slow.Store(true)
 				cacheEvents.WithLabelValues("stale_served").Inc()
 				return e.subs, nil
 			}
@@ -293,6 +331,7 @@ func (h *Handler) readCustomer(customer string) ([]subscriptionState, error) {
 		}
 		return nil, err
 	}
+	a.slow.Store(false)
 	a.store(customer, subs, t, start)
 	return subs, nil
 }

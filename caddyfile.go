@@ -43,6 +43,7 @@ func init() {
 //		cookie_name     <name>
 //		cache_control   <value>|off
 //		public_url      <https://host>
+//		checkout_limit  <n> per <duration> | off
 //	}
 func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	h.Next() // the directive name, so that the matcher token comes next
@@ -175,6 +176,25 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				h.CacheSize = n
 			}
+		case "checkout_limit":
+			args := d.RemainingArgs()
+			switch {
+			case len(args) == 1 && args[0] == "off":
+				h.CheckoutLimit = &CheckoutLimit{Off: true}
+			case len(args) == 3 && args[1] == "per":
+				n, err := strconv.Atoi(args[0])
+				if err != nil || n <= 0 {
+					return d.Errf("checkout_limit: %q is not a positive whole number", args[0])
+				}
+				dur, err := caddy.ParseDuration(args[2])
+				if err != nil || dur <= 0 {
+					return d.Errf("checkout_limit: %q is not a positive duration", args[2])
+				}
+				h.CheckoutLimit = &CheckoutLimit{Max: n, Per: caddy.Duration(dur)}
+			default:
+				return d.Err("checkout_limit takes <n> per <duration> (such as 30 per 10m) or off")
+			}
+			continue
 		case "allow_promotion_codes":
 			h.AllowPromotionCodes = true
 		case "dry_run":

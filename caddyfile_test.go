@@ -100,6 +100,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				stripe_timeout  2500ms
 				cookie_max_age  7d
 				cookie_name     pw
+				checkout_limit  5 per 1h
 			}`,
 			want: &Handler{
 				SecretKey:           leakSecretKey,
@@ -121,7 +122,13 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				StripeTimeout:       caddy.Duration(2500 * time.Millisecond),
 				CookieMaxAge:        caddy.Duration(7 * 24 * time.Hour),
 				CookieName:          "pw",
+				CheckoutLimit:       &CheckoutLimit{Max: 5, Per: caddy.Duration(time.Hour)},
 			},
+		},
+		{
+			name:  "checkout_limit off",
+			input: "paywall {\n secret_key {env.K}\n price price_1\n checkout_limit off\n}",
+			want:  &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"}, CheckoutLimit: &CheckoutLimit{Off: true}},
 		},
 		{
 			name: "placeholders in secrets and prices",
@@ -236,6 +243,10 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"trial_days not a number", block(key, price, "trial_days abc"), []string{"trial_days", "abc"}},
 		{"trial_days negative", block(key, price, "trial_days -3"), []string{"trial_days"}},
 		{"cache_size not a number", block(key, price, "cache_size lots"), []string{"cache_size"}},
+		{"checkout_limit without per", block(key, price, "checkout_limit 30"), []string{"checkout_limit", "per"}},
+		{"checkout_limit zero", block(key, price, "checkout_limit 0 per 10m"), []string{"checkout_limit", "positive"}},
+		{"checkout_limit bad window", block(key, price, "checkout_limit 30 per soon"), []string{"checkout_limit", "soon"}},
+		{"checkout_limit twice", block(key, price, "checkout_limit off", "checkout_limit off"), []string{"checkout_limit", "more than once"}},
 		{"argument on the directive line", "paywall " + leakSecretKey + " {\n" + price + "\n}", []string{"paywall", "secret_key"}},
 	}
 	for i := range tests {

@@ -110,8 +110,8 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("fake sessions %+v, want one whose URL is %s", sessions, loc)
 		}
 		sess := sessions[0]
-		if sess.ClientReferenceID != nonce {
-			t.Errorf("client_reference_id %q is not the nonce cookie", sess.ClientReferenceID)
+		if n, started, _ := strings.Cut(nonce, "."); sess.ClientReferenceID != n || started != sess.ID {
+			t.Errorf("client_reference_id %q and session %s are not the checkout cookie's %q", sess.ClientReferenceID, sess.ID, nonce)
 		}
 		if !strings.Contains(sess.SuccessURL, "session_id={CHECKOUT_SESSION_ID}") {
 			t.Fatalf("success_url %q lacks the literal {CHECKOUT_SESSION_ID}", sess.SuccessURL)

@@ -18,6 +18,16 @@ const (
 	reasonUnavailable     = "stripe_unavailable"
 )
 
+// Reasons the paywall's own endpoints give when they refuse, on the
+// built-in page or in a problem document.
+const (
+	reasonCheckoutLinkInvalid  = "checkout_link_invalid"  // 400: /success without a session of this site
+	reasonCheckoutOtherBrowser = "checkout_other_browser" // 403: /success in a browser that did not start it
+	reasonCheckoutLimited      = "checkout_limited"       // 429: checkout_limit reached for the address
+	reasonCheckoutBusy         = "checkout_busy"          // 503: the account's checkout budget is spent
+	reasonOriginUnknown        = "origin_unknown"         // 500: no trusted address for Stripe's return URLs
+)
+
 // Values of {http.paywall.status}.
 const (
 	statusEntitled        = "entitled"

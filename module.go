@@ -126,12 +126,23 @@ type Handler struct {
 	// The name of the visitor cookie. Default `paywall`.
 	CookieName string `json:"cookie_name,omitempty"`
 
+	// How many checkouts one client address may start (each visit to
+	// `<endpoint_prefix>/checkout` that asks Stripe) per window; the next
+	// get 429 with Retry-After. The address is Caddy's client IP, which
+	// honours the server's `trusted_proxies`. Default 30 per 10m.
+	CheckoutLimit *CheckoutLimit `json:"checkout_limit,omitempty"`
+
 	// The Cache-Control header given to the pages a subscriber is let
 	// through to, when no earlier handler set one, so that no shared cache
 	// keeps them for others and no browser shows them from its cache after
 	// the subscription ends. Default `private, no-cache`; `off` sets none
 	// (for an application that sets its own).
 	CacheControl string `json:"cache_control,omitempty"`
+
+	checkoutLimit checkoutLimit // zero when off
+	limiter       *clientLimiter
+	originWarned  *atomic.Bool      // the missing public_url was logged
+	certs         certificateHolder // Caddy's TLS app, when configured
 
 	secretKey     string
 	webhookSecret string
@@ -151,6 +162,19 @@ type Handler struct {
 	cookies   *cookieJar
 	page      *template.Template
 	logger    *zap.Logger
+}
+
+// CheckoutLimit is a limit on the checkouts one client address may start.
+type CheckoutLimit struct {
+	// Checkouts allowed per window.
+	Max int `json:"max,omitempty"`
+
+	// The window. Default 10m.
+	Per caddy.Duration `json:"per,omitempty"`
+
+	// No limit at all (for a site whose visitors all arrive through one
+	// address that Caddy cannot see past).
+	Off bool `json:"off,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -213,7 +237,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	case "off":
 		h.cacheControl = ""
 	default:
-		h.cacheControl = h.CacheControl
+		// Whatever the operator wrote, a paid page stays out of shared
+		// caches: "max-age=300" becomes "private, max-age=300".
+		h.cacheControl, _ = privateCacheControl(h.CacheControl)
 	}
 
 	// Refuse a bad key here rather than in Validate: nothing below should
@@ -223,6 +249,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	h.soldPrice = new(atomic.Pointer[string])
+	h.originWarned = new(atomic.Bool)
 	h.stripe = newStripeClient(h.secretKey, h.apiURL, time.Duration(h.StripeTimeout), h.logger)
 
 	// One cache per Stripe account, shared by every handler of that account
@@ -237,6 +264,24 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.account = val.(*account)
 	h.account.grow(h.CacheSize)
+
+	h.checkoutLimit = checkoutLimit{n: defaultCheckoutLimit, window: defaultCheckoutWindow}
+	if cl := h.CheckoutLimit; cl != nil {
+		switch {
+		case cl.Off:
+			h.checkoutLimit = checkoutLimit{}
+		case cl.Max > 0:
+			h.checkoutLimit.n = cl.Max
+			if cl.Per > 0 {
+				h.checkoutLimit.window = time.Duration(cl.Per)
+			}
+		}
+	}
+	if h.checkoutLimit.n > 0 {
+		h.limiter = h.account.limiter(h.checkoutLimit)
+	}
+	h.warnLiteralSecrets()
+	h.certs = tlsAppOf(ctx)
 
 	h.cookies = newCookieJar(h.CookieName, time.Duration(h.CookieMaxAge), h.cookieSecret, storageOf(ctx), h.logger)
 	h.cookies.https = strings.HasPrefix(h.publicURL, "https://")
@@ -305,6 +350,21 @@ func (h *Handler) Validate() error {
 	if strings.ContainsAny(h.CacheControl, "\r\n") {
 		return errors.New("paywall: cache_control must be one line")
 	}
+	ds, ok := splitDirectives(h.CacheControl)
+	if !ok {
+		return fmt.Errorf("paywall: cache_control %q has a quoted string that does not end", h.CacheControl)
+	}
+	for _, d := range ds {
+		name, _, _ := strings.Cut(d, "=")
+		if n := strings.ToLower(strings.TrimSpace(name)); n == "public" || n == "s-maxage" {
+			return fmt.Errorf("paywall: cache_control %q would let a shared cache keep a subscriber's page for others; leave out %s (or use off, when your application sets its own)", h.CacheControl, n)
+		}
+	}
+	if cl := h.CheckoutLimit; cl != nil && !cl.Off {
+		if cl.Max <= 0 || cl.Per < 0 {
+			return fmt.Errorf("paywall: checkout_limit must be a positive number per a positive duration, such as 30 per 10m, or off")
+		}
+	}
 	if h.cookieSecret != "" && len(h.cookieSecret) < 32 {
 		return errors.New("paywall: cookie_secret must be at least 32 characters")
 	}
@@ -313,11 +373,31 @@ func (h *Handler) Validate() error {
 
 // Cleanup releases this handler's hold on the shared account cache.
 func (h *Handler) Cleanup() error {
+	if h.limiter != nil {
+		h.account.releaseLimiter(h.checkoutLimit)
+	}
 	if h.poolKey != "" {
 		_, err := accounts.Delete(h.poolKey)
 		return err
 	}
 	return nil
+}
+
+// warnLiteralSecrets warns about secrets written into the config itself
+// rather than named by a placeholder: Caddy shows the config as written, in
+// the admin API's /config/ and in its debug log of the adjusted config.
+// The warning names the option, never the value.
+func (h *Handler) warnLiteralSecrets() {
+	for _, s := range []struct{ option, value, example string }{
+		{"secret_key", h.SecretKey, "{env.STRIPE_SECRET_KEY}"},
+		{"webhook_secret", h.WebhookSecret, "{env.STRIPE_WEBHOOK_SECRET}"},
+		{"cookie_secret", h.CookieSecret, "{env.PAYWALL_COOKIE_SECRET}"},
+	} {
+		if s.value != "" && !strings.Contains(s.value, "{") {
+			h.logger.Warn(s.option+" is written in the config itself, so Caddy's admin API (/config/) and its debug log show it; "+
+				"name it with a placeholder instead, such as "+s.example, zap.String("option", s.option))
+		}
+	}
 }
 
 // checkSecretKey refuses keys that cannot call Stripe's API from a server,
@@ -347,6 +427,22 @@ func storageOf(ctx caddy.Context) (s certmagic.Storage) {
 		}
 	}()
 	return ctx.Storage()
+}
+
+// tlsAppOf returns Caddy's TLS app when the config has one, to ask which
+// names this Caddy holds certificates for; nil otherwise.
+func tlsAppOf(ctx caddy.Context) (c certificateHolder) {
+	defer func() {
+		if recover() != nil {
+			c = nil
+		}
+	}()
+	app, err := ctx.AppIfConfigured("tls")
+	if err != nil {
+		return nil
+	}
+	c, _ = app.(certificateHolder)
+	return c
 }
 
 func resolveIDs(repl *caddy.Replacer, ids []string) []string {

@@ -10,6 +10,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // moduleTestContext is a Caddy context without a config, as Caddy's own tests
@@ -195,6 +198,9 @@ func TestValidateErrors(t *testing.T) {
 		{"endpoint_prefix without slash", &Handler{Prices: []string{"price_1"}, EndpointPrefix: "paywall"}, "endpoint_prefix"},
 		{"endpoint_prefix root", &Handler{Prices: []string{"price_1"}, EndpointPrefix: "/"}, "endpoint_prefix"},
 		{"negative cache_size", &Handler{Prices: []string{"price_1"}, CacheSize: -1}, "cache_size"},
+		{"public cache_control", &Handler{Prices: []string{"price_1"}, CacheControl: "public, max-age=60"}, "cache_control"},
+		{"s-maxage in cache_control", &Handler{Prices: []string{"price_1"}, CacheControl: "private, S-MaxAge=60"}, "cache_control"},
+		{"checkout_limit of nothing", &Handler{Prices: []string{"price_1"}, CheckoutLimit: &CheckoutLimit{Per: caddy.Duration(time.Minute)}}, "checkout_limit"},
 	}
 	for i := range tests {
 		tc := tests[i]
@@ -466,5 +472,29 @@ func TestValidateRefusesABadPublicURL(t *testing.T) {
 		if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "public_url") {
 			t.Errorf("public_url %q: %v, want an error naming public_url", u, err)
 		}
+	}
+}
+
+func TestLiteralSecretsAreWarnedAboutByName(t *testing.T) {
+	core, logs := observer.New(zapcore.WarnLevel)
+	h := &Handler{
+		SecretKey:     "sk_test_literal_0123456789",
+		WebhookSecret: "{env.STRIPE_WEBHOOK_SECRET}",
+		CookieSecret:  strings.Repeat("c", 40),
+		logger:        zap.New(core),
+	}
+	h.warnLiteralSecrets()
+	var named []string
+	for _, e := range logs.All() {
+		named = append(named, e.ContextMap()["option"].(string))
+		if strings.Contains(e.Message, "sk_test_") || strings.Contains(e.Message, "cccc") {
+			t.Errorf("the warning shows the secret: %s", e.Message)
+		}
+		if !strings.Contains(e.Message, "/config/") || !strings.Contains(e.Message, "{env.") {
+			t.Errorf("the warning does not say where it shows and what to do: %s", e.Message)
+		}
+	}
+	if strings.Join(named, ",") != "secret_key,cookie_secret" {
+		t.Errorf("warned about %v, want secret_key and cookie_secret", named)
 	}
 }

@@ -37,8 +37,10 @@ import (
 //	SupportURL   the handler's support_url, when set (http, https or mailto)
 //	ReturnPath   the page the visitor asked for
 //	RetryAfter   seconds to wait before trying again; set with 503
+//	Notice       true on the pages of the paywall's own endpoints, which
+//	             always use the built-in page
 //	T            every built-in string in Lang, by key (see pageStrings),
-//	             with {seconds} already replaced: {{.T.subscribe}}
+//	             with {seconds} and {wait} already replaced: {{.T.subscribe}}
 //
 // An operator's page is served with the Content-Security-Policy
 // customPageCSP: inline CSS and images from this site are allowed, nothing
@@ -57,6 +59,7 @@ type PageData struct {
 	SupportURL  string
 	ReturnPath  string
 	RetryAfter  int
+	Notice      bool
 	T           map[string]string
 }
 
@@ -147,6 +150,15 @@ func loadPageTemplate(path string) (*template.Template, error) {
 	return tmpl, nil
 }
 
+// noticeReasons are the reasons an endpoint's notice can give.
+var noticeReasons = []string{
+	reasonCheckoutLinkInvalid,
+	reasonCheckoutOtherBrowser,
+	reasonCheckoutLimited,
+	reasonCheckoutBusy,
+	reasonOriginUnknown,
+}
+
 // pageReasons are the reasons a page can be asked to explain.
 var pageReasons = []string{
 	reasonNoSubscription,
@@ -168,6 +180,9 @@ func (h *Handler) writeDenial(w http.ResponseWriter, r *http.Request, d denial) 
 	if d.Status == http.StatusServiceUnavailable && d.RetryAfter <= 0 {
 		d.RetryAfter = defaultRetryAfter
 	}
+	if d.notice && d.Status != http.StatusServiceUnavailable && d.Status != http.StatusTooManyRequests {
+		d.RetryAfter = 0
+	}
 	lang := negotiateLanguage(r.Header.Values("Accept-Language"))
 	asJSON := wantsProblemJSON(r.Header.Values("Accept"))
 
@@ -179,7 +194,7 @@ func (h *Handler) writeDenial(w http.ResponseWriter, r *http.Request, d denial) 
 	hdr.Set("Content-Language", lang)
 	hdr.Del("Last-Modified")
 	hdr.Del("ETag")
-	if d.Status == http.StatusServiceUnavailable {
+	if d.RetryAfter > 0 {
 		hdr.Set("Retry-After", strconv.Itoa(d.RetryAfter))
 	} else if d.CheckoutURL != "" && !strings.ContainsAny(d.CheckoutURL, "<>\r\n") {
 		hdr.Set("Link", "<"+d.CheckoutURL+`>; rel="payment"`)
@@ -192,7 +207,7 @@ func (h *Handler) writeDenial(w http.ResponseWriter, r *http.Request, d denial) 
 
 	if r.Method == http.MethodHead {
 		if !asJSON {
-			hdr.Set("Content-Security-Policy", h.pageCSP())
+			hdr.Set("Content-Security-Policy", h.pageCSP(d.notice))
 		}
 		w.WriteHeader(d.Status)
 		return nil
@@ -208,11 +223,14 @@ func (h *Handler) writeDenial(w http.ResponseWriter, r *http.Request, d denial) 
 
 	data := newPageData(d, lang, h.supportURL)
 	if asJSON {
-		if err := json.NewEncoder(buf).Encode(newProblem(h.origin(r), data)); err != nil {
+		// Without an address to trust, the URLs stay paths on this site,
+		// which RFC 9457 lets a client resolve against the request's URL.
+		base, _ := h.origin(r)
+		if err := json.NewEncoder(buf).Encode(newProblem(base, data)); err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}
 	} else {
-		csp, err := h.renderPage(buf, data)
+		csp, err := h.renderPage(buf, data, d.notice)
 		if err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}
@@ -225,19 +243,26 @@ func (h *Handler) writeDenial(w http.ResponseWriter, r *http.Request, d denial) 
 	return nil
 }
 
+// notice answers a refusal of one of the paywall's own endpoints with the
+// built-in page in the visitor's language, or a problem document: what
+// happened and what to do, never an empty body.
+func (h *Handler) notice(w http.ResponseWriter, r *http.Request, status int, reason, ret string, retryAfter int) error {
+	return h.writeDenial(w, r, denial{Status: status, Reason: reason, ReturnPath: ret, RetryAfter: retryAfter, notice: true})
+}
+
 // pageCSP is the Content-Security-Policy of the page this handler serves.
-func (h *Handler) pageCSP() string {
-	if h.page != nil {
+func (h *Handler) pageCSP(notice bool) string {
+	if h.page != nil && !notice {
 		return customPageCSP
 	}
 	return builtinPageCSP
 }
 
-// renderPage renders the operator's page, or the built-in one when there is
-// none or it fails, into buf, and returns the policy that fits what it
-// rendered.
-func (h *Handler) renderPage(buf *bytes.Buffer, data PageData) (string, error) {
-	if h.page != nil {
+// renderPage renders the operator's page, or the built-in one for a notice,
+// when there is none or when it fails, into buf, and returns the policy that
+// fits what it rendered.
+func (h *Handler) renderPage(buf *bytes.Buffer, data PageData, notice bool) (string, error) {
+	if h.page != nil && !notice {
 		err := h.page.Execute(buf, data)
 		if err == nil {
 			return customPageCSP, nil
@@ -257,7 +282,7 @@ func (h *Handler) renderPage(buf *bytes.Buffer, data PageData) (string, error) {
 func newPageData(d denial, lang, supportURL string) PageData {
 	strs := pageStrings[lang]
 	if d.RetryAfter > 0 {
-		strs = withSeconds(strs, d.RetryAfter)
+		strs = withWait(strs, d.RetryAfter)
 	}
 	reason := d.Reason
 	if _, ok := strs["title_"+reason]; !ok {
@@ -275,6 +300,7 @@ func newPageData(d denial, lang, supportURL string) PageData {
 		SupportURL:  supportURL,
 		ReturnPath:  safeReturn(d.ReturnPath),
 		RetryAfter:  d.RetryAfter,
+		Notice:      d.notice,
 		T:           strs,
 	}
 	if d.Status == http.StatusServiceUnavailable {
@@ -283,12 +309,18 @@ func newPageData(d denial, lang, supportURL string) PageData {
 	return data
 }
 
-// withSeconds returns a copy of strs with {seconds} replaced by n.
-func withSeconds(strs map[string]string, n int) map[string]string {
+// withWait returns a copy of strs with {seconds} replaced by n and {wait}
+// by n said in seconds or, from two minutes on, in whole minutes.
+func withWait(strs map[string]string, n int) map[string]string {
 	out := make(map[string]string, len(strs))
 	secs := strconv.Itoa(n)
+	wait := strings.ReplaceAll(strs["wait_seconds"], "{n}", secs)
+	if n >= 120 {
+		wait = strings.ReplaceAll(strs["wait_minutes"], "{n}", strconv.Itoa((n+59)/60))
+	}
+	r := strings.NewReplacer("{seconds}", secs, "{wait}", wait)
 	for k, v := range strs {
-		out[k] = strings.ReplaceAll(v, "{seconds}", secs)
+		out[k] = r.Replace(v)
 	}
 	return out
 }
@@ -317,9 +349,7 @@ func newProblem(base string, data PageData) problem {
 		PortalURL:   absoluteURL(base, data.PortalURL),
 		SupportURL:  absoluteURL(base, data.SupportURL),
 	}
-	if data.Status == http.StatusServiceUnavailable {
-		p.RetryAfter = data.RetryAfter
-	}
+	p.RetryAfter = data.RetryAfter
 	return p
 }
 
@@ -457,7 +487,11 @@ func negotiateLanguage(values []string) string {
 // every key (a test makes sure); {seconds} stands for Retry-After.
 var pageStrings = map[string]map[string]string{
 	"en": {
+		"status_400": "Bad request",
 		"status_402": "Payment required",
+		"status_403": "Forbidden",
+		"status_429": "Too many requests",
+		"status_500": "Server error",
 		"status_503": "Service unavailable",
 
 		"title_no_subscription":         "Subscription required",
@@ -469,13 +503,24 @@ var pageStrings = map[string]map[string]string{
 		"title_trial_ended":             "Your free trial has ended",
 		"detail_trial_ended":            "Your free trial is over. Subscribe to keep your access.",
 		"title_checkout_not_completed":  "Your checkout was not completed",
-		"detail_checkout_not_completed": "You started a checkout in this browser, but it was not completed, for example because the card was declined. Try again with another card or payment method.",
+		"detail_checkout_not_completed": "You started a checkout in this browser, but it was not completed, for example because the card was declined. Continue it to try another card or payment method. If you have already paid, continuing lets you in without charging you again.",
 		"title_stripe_unavailable":      "Payment system temporarily unavailable",
 		"detail_stripe_unavailable":     "We cannot reach our payment system right now, so we cannot check your subscription. Nothing was charged by this page. Please wait about {seconds} seconds and try again, and do not pay again.",
 
+		"title_checkout_link_invalid":   "This checkout link does not work",
+		"detail_checkout_link_invalid":  "The link that brought you here does not name a checkout of this site. Nothing was charged by this page. If you have paid, your subscription is safe: go back to the page, and if it still asks you to subscribe, contact us rather than paying again.",
+		"title_checkout_other_browser":  "This checkout belongs to another browser",
+		"detail_checkout_other_browser": "To keep your payment safe, a checkout can only be finished in the browser where it was started. If you have paid, your subscription is safe: open this site in that browser, or contact us. Please do not pay again.",
+		"title_checkout_limited":        "Too many checkouts from your network",
+		"detail_checkout_limited":       "Checkouts started from your network have reached this site's limit. Nothing was charged. Please wait about {wait} and try again.",
+		"title_checkout_busy":           "Too many checkouts right now",
+		"detail_checkout_busy":          "Many people are starting a checkout at this moment. Nothing was charged. Please wait about {wait} and try again.",
+		"title_origin_unknown":          "Checkout is not available at this address",
+		"detail_origin_unknown":         "This site cannot send you to its payment page from the address you used. Nothing was charged. Open the site at its usual address, or contact us.",
+
 		"subscribe":          "Subscribe",
 		"subscribe_again":    "Subscribe again",
-		"try_again":          "Try again",
+		"try_again":          "Continue checkout",
 		"checkout_note":      "You will pay securely with Stripe and come back to this page.",
 		"charged_note":       "If you were charged anyway, do not pay again: contact us and we will sort it out.",
 		"update_payment":     "Update payment method",
@@ -489,9 +534,16 @@ var pageStrings = map[string]map[string]string{
 		"support":              "Contact support",
 		"not_you":              "Not you?",
 		"sign_out":             "Sign out",
+		"back":                 "Back to the page",
+		"wait_seconds":         "{n} seconds",
+		"wait_minutes":         "{n} minutes",
 	},
 	"id": {
+		"status_400": "Permintaan tidak valid",
 		"status_402": "Pembayaran diperlukan",
+		"status_403": "Tidak diizinkan",
+		"status_429": "Terlalu banyak permintaan",
+		"status_500": "Kesalahan server",
 		"status_503": "Layanan tidak tersedia",
 
 		"title_no_subscription":         "Perlu berlangganan",
@@ -503,13 +555,24 @@ var pageStrings = map[string]map[string]string{
 		"title_trial_ended":             "Masa uji coba gratis Anda telah berakhir",
 		"detail_trial_ended":            "Masa uji coba gratis Anda sudah selesai. Berlangganan untuk tetap mendapatkan akses.",
 		"title_checkout_not_completed":  "Pembayaran Anda belum selesai",
-		"detail_checkout_not_completed": "Anda sudah memulai pembayaran di browser ini, tetapi pembayarannya belum selesai, misalnya karena kartu ditolak. Coba lagi dengan kartu atau metode pembayaran lain.",
+		"detail_checkout_not_completed": "Anda sudah memulai pembayaran di browser ini, tetapi pembayarannya belum selesai, misalnya karena kartu ditolak. Lanjutkan untuk mencoba kartu atau metode pembayaran lain. Jika Anda sudah membayar, melanjutkan akan membuka akses tanpa menagih Anda lagi.",
 		"title_stripe_unavailable":      "Sistem pembayaran sedang tidak tersedia",
 		"detail_stripe_unavailable":     "Kami tidak dapat menghubungi sistem pembayaran saat ini, sehingga langganan Anda tidak dapat diperiksa. Halaman ini tidak menagih apa pun. Tunggu sekitar {seconds} detik lalu coba lagi, dan jangan membayar lagi.",
 
+		"title_checkout_link_invalid":   "Tautan pembayaran ini tidak berlaku",
+		"detail_checkout_link_invalid":  "Tautan yang membawa Anda ke sini tidak menunjuk ke pembayaran di situs ini. Halaman ini tidak menagih apa pun. Jika Anda sudah membayar, langganan Anda aman: kembali ke halaman tadi, dan jika masih diminta berlangganan, hubungi kami alih-alih membayar lagi.",
+		"title_checkout_other_browser":  "Pembayaran ini milik browser lain",
+		"detail_checkout_other_browser": "Demi keamanan pembayaran Anda, pembayaran hanya dapat diselesaikan di browser tempat pembayaran itu dimulai. Jika Anda sudah membayar, langganan Anda aman: buka situs ini di browser tersebut, atau hubungi kami. Mohon jangan membayar lagi.",
+		"title_checkout_limited":        "Terlalu banyak pembayaran dari jaringan Anda",
+		"detail_checkout_limited":       "Pembayaran yang dimulai dari jaringan Anda telah mencapai batas situs ini. Tidak ada yang ditagih. Tunggu sekitar {wait} lalu coba lagi.",
+		"title_checkout_busy":           "Terlalu banyak pembayaran saat ini",
+		"detail_checkout_busy":          "Banyak orang sedang memulai pembayaran saat ini. Tidak ada yang ditagih. Tunggu sekitar {wait} lalu coba lagi.",
+		"title_origin_unknown":          "Pembayaran tidak tersedia di alamat ini",
+		"detail_origin_unknown":         "Situs ini tidak dapat mengarahkan Anda ke halaman pembayaran dari alamat yang Anda gunakan. Tidak ada yang ditagih. Buka situs ini di alamat biasanya, atau hubungi kami.",
+
 		"subscribe":          "Berlangganan",
 		"subscribe_again":    "Berlangganan lagi",
-		"try_again":          "Coba lagi",
+		"try_again":          "Lanjutkan pembayaran",
 		"checkout_note":      "Anda akan membayar dengan aman melalui Stripe, lalu kembali ke halaman ini.",
 		"charged_note":       "Jika Anda tetap ditagih, jangan membayar lagi: hubungi kami dan kami akan membereskannya.",
 		"update_payment":     "Perbarui metode pembayaran",
@@ -523,5 +586,8 @@ var pageStrings = map[string]map[string]string{
 		"support":              "Hubungi dukungan",
 		"not_you":              "Bukan Anda?",
 		"sign_out":             "Keluar",
+		"back":                 "Kembali ke halaman",
+		"wait_seconds":         "{n} detik",
+		"wait_minutes":         "{n} menit",
 	},
 }

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"go.uber.org/zap"
@@ -28,9 +29,11 @@ const (
 
 func pageHandler() *Handler {
 	return &Handler{
-		prefix:     "/paywall",
-		supportURL: "https://help.example.com/contact",
-		logger:     zap.NewNop(),
+		prefix:       "/paywall",
+		supportURL:   "https://help.example.com/contact",
+		publicURL:    "http://example.com",
+		logger:       zap.NewNop(),
+		originWarned: new(atomic.Bool),
 	}
 }
 
@@ -326,16 +329,39 @@ func TestProblemDocument(t *testing.T) {
 		}
 	}
 
-	// Over TLS the URLs are https; a 503 has no checkout and says when to retry.
-	r := httptest.NewRequest(http.MethodGet, "https://example.com/premium/a", nil)
-	r.TLS = &tls.ConnectionState{}
-	r.Header.Set("Accept", acceptProblem)
-	rec := httptest.NewRecorder()
-	if err := h.writeDenial(rec, r, denialFor(reasonNoSubscription)); err != nil {
-		t.Fatal(err)
-	}
-	if got := decodeProblem(t, rec)["checkout_url"]; got != "https://example.com/paywall/checkout?return=%2Fpremium%2Fa%3Fx%3D1" {
-		t.Errorf("checkout_url over TLS = %v", got)
+	// Without public_url, over TLS the URLs are https on the Host when it
+	// is the name the handshake was for (or one Caddy holds a certificate
+	// for, see TestOriginTrustsNamesCaddyHoldsCertificatesFor); otherwise,
+	// and over plain HTTP, they stay paths: a Host the client chose cannot
+	// be trusted.
+	noPublic := pageHandler()
+	noPublic.publicURL = ""
+	for _, c := range []struct {
+		host, sni, want string
+	}{
+		{"example.com", "example.com", "https://example.com/paywall/checkout?return=%2Fpremium%2Fa%3Fx%3D1"},
+		{"example.com:8443", "example.com", "https://example.com:8443/paywall/checkout?return=%2Fpremium%2Fa%3Fx%3D1"},
+		{"evil.example", "example.com", "/paywall/checkout?return=%2Fpremium%2Fa%3Fx%3D1"},
+		{"example.com:80x", "example.com", "/paywall/checkout?return=%2Fpremium%2Fa%3Fx%3D1"},
+		{"evil.example", "", "/paywall/checkout?return=%2Fpremium%2Fa%3Fx%3D1"},
+	} {
+		scheme := "http"
+		if c.sni != "" {
+			scheme = "https"
+		}
+		r := httptest.NewRequest(http.MethodGet, scheme+"://placeholder/premium/a", nil)
+		r.Host = c.host
+		if c.sni != "" {
+			r.TLS = &tls.ConnectionState{ServerName: c.sni}
+		}
+		r.Header.Set("Accept", acceptProblem)
+		rec := httptest.NewRecorder()
+		if err := noPublic.writeDenial(rec, r, denialFor(reasonNoSubscription)); err != nil {
+			t.Fatal(err)
+		}
+		if got := decodeProblem(t, rec)["checkout_url"]; got != c.want {
+			t.Errorf("Host %s, TLS server name %q: checkout_url = %v, want %s", c.host, c.sni, got, c.want)
+		}
 	}
 	w = deny(t, h, http.MethodGet, acceptProblem, "", denialFor(reasonUnavailable))
 	p = decodeProblem(t, w)
@@ -422,7 +448,7 @@ func TestLangIndonesianPage(t *testing.T) {
 	if w.Header().Get("Content-Language") != "id" || !strings.Contains(body, `<html lang="id">`) {
 		t.Fatalf("not Indonesian: %q", w.Header().Get("Content-Language"))
 	}
-	for _, want := range []string{"Pembayaran Anda belum selesai", "kartu atau metode pembayaran lain", ">Coba lagi</a>", "Hubungi dukungan"} {
+	for _, want := range []string{"Pembayaran Anda belum selesai", "kartu atau metode pembayaran lain", ">Lanjutkan pembayaran</a>", "Hubungi dukungan"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("Indonesian page lacks %q", want)
 		}
@@ -487,7 +513,7 @@ func TestPageActionsPerReason(t *testing.T) {
 		reasonNoSubscription:  {"subscribe", "/paywall/checkout?return=%2Fpremium%2Fa%3Fx%3D1", "Subscribe"},
 		reasonEnded:           {"subscribe", "/paywall/checkout?return=%2Fpremium%2Fa%3Fx%3D1", "Subscribe again"},
 		reasonTrialEnded:      {"subscribe", "/paywall/checkout?return=%2Fpremium%2Fa%3Fx%3D1", "Subscribe"},
-		reasonCheckoutNotDone: {"subscribe", "/paywall/checkout?return=%2Fpremium%2Fa%3Fx%3D1", "Try again"},
+		reasonCheckoutNotDone: {"subscribe", "/paywall/checkout?return=%2Fpremium%2Fa%3Fx%3D1", "Continue checkout"},
 		reasonPaymentFailed:   {"update-payment", "/paywall/portal?return=%2Fpremium%2Fa%3Fx%3D1", "Update payment method"},
 		reasonUnavailable:     {"retry", "/premium/a?x=1", "Try again"},
 	} {

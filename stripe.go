@@ -63,11 +63,16 @@ type checkoutSession struct {
 	PaymentStatus     string
 	ClientReferenceID string
 	Customer          string
+	ExpiresAt         int64
 }
 
 // errStripeUnavailable marks failures that are not the visitor's doing:
 // the network, timeouts, rate limits, Stripe's own errors, a revoked key.
 var errStripeUnavailable = errors.New("stripe unavailable")
+
+// errStripeRateLimited marks a 429: Stripe is up, but this account asked too
+// much. It is also errStripeUnavailable.
+var errStripeRateLimited = fmt.Errorf("stripe rate limit: %w", errStripeUnavailable)
 
 // errStripeNotFound marks a missing object (an unknown session or customer).
 var errStripeNotFound = errors.New("not found at stripe")
@@ -257,8 +262,11 @@ func (c *stripeClient) classify(op string, err error) error {
 		case se.HTTPStatusCode == http.StatusBadRequest:
 			c.logger.Error("stripe refused a request", fields...)
 			return fmt.Errorf("%s: stripe refused the request (%s, %s)", op, se.Type, se.Code)
+		case se.HTTPStatusCode == http.StatusTooManyRequests:
+			c.logger.Warn("stripe rate limit", fields...)
+			return fmt.Errorf("%s: %w", op, errStripeRateLimited)
 		default:
-			// 401/403 (revoked key), 429, 5xx
+			// 401/403 (revoked key), 5xx
 			c.logger.Error("stripe call failed", fields...)
 			return fmt.Errorf("%s: stripe answered %d: %w", op, se.HTTPStatusCode, errStripeUnavailable)
 		}
@@ -287,6 +295,7 @@ func sessionFrom(s *stripe.CheckoutSession) checkoutSession {
 		Mode:              string(s.Mode),
 		PaymentStatus:     string(s.PaymentStatus),
 		ClientReferenceID: s.ClientReferenceID,
+		ExpiresAt:         s.ExpiresAt,
 	}
 	if s.Customer != nil {
 		out.Customer = s.Customer.ID

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -199,6 +200,8 @@ func TestCheckoutSendsLiteralSessionPlaceholder(t *testing.T) {
 		prices:        []string{"price_recorded"},
 		logger:        zap.NewNop(),
 		account:       newAccount(10),
+		publicURL:     "http://site.example",
+		originWarned:  new(atomic.Bool),
 	}
 	h.stripe = newStripeClient(stripeMockKey, api.URL, 5*time.Second, zap.NewNop())
 	h.cookies = newCookieJar("paywall", time.Hour, strings.Repeat("k", 32), nil, zap.NewNop())
@@ -261,14 +264,15 @@ func TestCheckoutSendsLiteralSessionPlaceholder(t *testing.T) {
 	if form.Get("expires_at") == "" {
 		t.Error("checkout form lacks expires_at")
 	}
-	var nonce string
+	var nonce, session string
 	for _, c := range res.Cookies() {
 		if c.Name == "paywall_checkout" {
-			nonce = c.Value
+			nonce, session, _ = strings.Cut(c.Value, ".")
 		}
 	}
-	if nonce == "" || form.Get("client_reference_id") != nonce {
-		t.Errorf("client_reference_id %q is not the nonce cookie %q", form.Get("client_reference_id"), nonce)
+	if nonce == "" || form.Get("client_reference_id") != nonce || session != "cs_test_recorded" {
+		t.Errorf("client_reference_id %q and session cs_test_recorded are not the checkout cookie's %q and %q",
+			form.Get("client_reference_id"), nonce, session)
 	}
 }
 

@@ -1,0 +1,392 @@
+package paywall
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+const (
+	// checkoutLifetime is how long a started Checkout Session stays open:
+	// its expires_at.
+	checkoutLifetime = time.Hour
+
+	// checkoutCookieLifetime is how long a browser remembers the checkout it
+	// started: longer than the session stays open, so that a payer whose
+	// success page never arrived can come back later and be let in rather
+	// than sold a second subscription. A completed session lets its
+	// browser in for this long after it expired, and no longer.
+	checkoutCookieLifetime = 24 * time.Hour
+
+	// resumeMargin is the least time an open session must have left for a
+	// browser to be sent back to it rather than to a new one.
+	resumeMargin = 10 * time.Minute
+)
+
+// The checkout cookie binds a Checkout Session to the browser that started
+// it: a random nonce, which Stripe keeps as the session's
+// client_reference_id, and the ID of the session started last:
+//
+//	<nonce>[.<checkout session ID>]
+//
+// It needs no signature: the session ID is only ever used together with
+// Stripe's record of the session, which must carry this browser's nonce.
+// What it must not be is planted by someone else (a sibling subdomain, a
+// plain-HTTP page), who would then know a session the visitor pays for: on
+// HTTPS its name starts with __Host-, which browsers accept only from this
+// host, over HTTPS, for the whole site.
+
+// checkoutCookieName is the name of the checkout cookie for this request.
+func (h *Handler) checkoutCookieName(r *http.Request) string {
+	if h.cookies.secure(r) {
+		return "__Host-" + h.cookies.nonce
+	}
+	return h.cookies.nonce
+}
+
+// checkoutCookie reads this browser's checkout: its nonce, and the session
+// it started last, when the cookie names one. On HTTPS a cookie under the
+// plain name (set before the __Host- name was used) still gives its nonce,
+// never a session.
+func (h *Handler) checkoutCookie(r *http.Request) (nonce, session string) {
+	v, ok := cookieValue(r.Header, h.checkoutCookieName(r))
+	if !ok && h.cookies.secure(r) {
+		if v, ok = cookieValue(r.Header, h.cookies.nonce); ok {
+			v, _, _ = strings.Cut(v, ".")
+		}
+	}
+	if !ok {
+		return "", ""
+	}
+	nonce, session, _ = strings.Cut(v, ".")
+	if !validNonce(nonce) {
+		return "", ""
+	}
+	if !validSessionID(session) {
+		session = ""
+	}
+	return nonce, session
+}
+
+// startedCheckout reports whether this browser holds a checkout cookie,
+// under either name.
+func (h *Handler) startedCheckout(r *http.Request) bool {
+	if _, ok := cookieValue(r.Header, h.cookies.nonce); ok {
+		return true
+	}
+	_, ok := cookieValue(r.Header, "__Host-"+h.cookies.nonce)
+	return ok
+}
+
+// serveCheckout sends the visitor to Stripe Checkout. A visitor who already
+// pays goes back where they came from, and one whose payment failed goes to
+// the billing portal; a browser that started a checkout before is sent back
+// to it while it is open, and let in when it was paid: nobody is sold a
+// second subscription by reloading, going back or losing a page.
+func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
+	ret := returnPath(r)
+	w.Header().Set("Cache-Control", "no-store")
+	base, ok := h.origin(r)
+	if !ok {
+		return h.notice(w, r, http.StatusInternalServerError, reasonOriginUnknown, ret, 0)
+	}
+	t := now()
+	var customer string
+	trialDays := h.TrialDays
+	id, known, err := h.cookies.identify(r, t.Unix())
+	if err != nil {
+		return h.unavailable(w, r, ret)
+	}
+	if known {
+		subs, err := h.customerState(id.customer, t.UnixNano())
+		if err != nil {
+			return h.unavailable(w, r, ret)
+		}
+		ok, reason := h.entitlement(subs, t)
+		if ok {
+			http.Redirect(w, r, ret, http.StatusSeeOther)
+			return nil
+		}
+		if reason == reasonPaymentFailed {
+			http.Redirect(w, r, h.prefix+"/portal?return="+url.QueryEscape(ret), http.StatusSeeOther)
+			return nil
+		}
+		customer = id.customer // a lapsed customer subscribes again as themselves
+		if h.hadTrial(subs) {
+			trialDays = 0 // one free trial per customer
+		}
+	}
+	if refused, err := h.refuseStripeCall(w, r, t, ret); refused {
+		return err
+	}
+
+	// One stripe_timeout for the whole visit, retries included: a Stripe
+	// that hangs holds a visitor this long once, then the outage back-off
+	// answers the next ones at once.
+	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(h.StripeTimeout))
+	defer cancel()
+
+	nonce, started := h.checkoutCookie(r)
+	if started != "" {
+		sess, err := h.stripe.checkoutSession(ctx, started)
+		switch {
+		case errors.Is(err, errStripeNotFound):
+		case err != nil:
+			return h.stripeFailed(w, r, ret, err)
+		case subtle.ConstantTimeCompare([]byte(sess.ClientReferenceID), []byte(nonce)) != 1:
+		case sess.Status == "open" && sess.URL != "" && sess.Customer == customer &&
+			time.Unix(sess.ExpiresAt, 0).Sub(t) >= resumeMargin:
+			// The checkout this browser left (a closed tab, the back
+			// button, a declined card): back to it, not a second one.
+			http.Redirect(w, r, sess.URL, http.StatusSeeOther)
+			return nil
+		case checkoutCompleted(sess, t):
+			// Completed, and the success page never arrived: finish now.
+			return h.finishCheckout(w, r, sess, ret)
+		}
+		if !h.account.checkoutBudget.take(t.UnixNano()) {
+			return h.notice(w, r, http.StatusServiceUnavailable, reasonCheckoutBusy, ret, 2)
+		}
+	}
+
+	price, err := h.priceToSell(ctx, t)
+	if err != nil {
+		if errors.Is(err, errCheckoutBudget) {
+			return h.notice(w, r, http.StatusServiceUnavailable, reasonCheckoutBusy, ret, 2)
+		}
+		return h.stripeFailed(w, r, ret, err)
+	}
+	// A checkout already under way in this browser (another tab) keeps its
+	// nonce, so that paying in either tab is accepted.
+	if nonce == "" {
+		nonce = newNonce()
+	}
+	// Stripe replaces {CHECKOUT_SESSION_ID} only when it stands unescaped.
+	success := base + h.prefix + "/success?return=" + url.QueryEscape(ret) + "&session_id={CHECKOUT_SESSION_ID}"
+	req := checkoutRequest{
+		Price:               price,
+		Customer:            customer,
+		SuccessURL:          success,
+		CancelURL:           base + ret,
+		ClientReferenceID:   nonce,
+		TrialDays:           trialDays,
+		AllowPromotionCodes: h.AllowPromotionCodes,
+		ExpiresAt:           t.Add(checkoutLifetime),
+	}
+	sess, err := h.stripe.createCheckout(ctx, req)
+	if errors.Is(err, errStripeNotFound) && customer != "" {
+		// The customer was deleted in Stripe (or the cookie comes from
+		// test mode): subscribe as a new customer.
+		if !h.account.checkoutBudget.take(t.UnixNano()) {
+			return h.notice(w, r, http.StatusServiceUnavailable, reasonCheckoutBusy, ret, 2)
+		}
+		req.Customer = ""
+		sess, err = h.stripe.createCheckout(ctx, req)
+	}
+	if err != nil {
+		return h.stripeFailed(w, r, ret, err)
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name:     h.checkoutCookieName(r),
+		Value:    nonce + "." + sess.ID,
+		Path:     "/",
+		MaxAge:   int(checkoutCookieLifetime / time.Second),
+		HttpOnly: true,
+		Secure:   h.cookies.secure(r),
+		SameSite: http.SameSiteLaxMode,
+	})
+	http.Redirect(w, r, sess.URL, http.StatusSeeOther)
+	return nil
+}
+
+// refuseStripeCall answers, and reports true, when an endpoint visit may not
+// ask Stripe now: Stripe is down, the client address has used its
+// checkout_limit, or the account's checkout budget is spent. Otherwise it
+// counts the visit against the address and takes one call from the budget.
+func (h *Handler) refuseStripeCall(w http.ResponseWriter, r *http.Request, t time.Time, ret string) (bool, error) {
+	if h.account.down(t.UnixNano()) {
+		return true, h.unavailable(w, r, ret)
+	}
+	if ok, wait := h.checkoutAllowed(r, t.UnixNano()); !ok {
+		return true, h.notice(w, r, http.StatusTooManyRequests, reasonCheckoutLimited, ret, waitSeconds(wait))
+	}
+	if !h.account.checkoutBudget.take(t.UnixNano()) {
+		return true, h.notice(w, r, http.StatusServiceUnavailable, reasonCheckoutBusy, ret, 2)
+	}
+	return false, nil
+}
+
+// checkoutAllowed counts an endpoint visit that will ask Stripe against the
+// client address's checkout_limit; when refused, wait is how long until the
+// next. An IPv6 address counts by its /64, which one host holds whole.
+func (h *Handler) checkoutAllowed(r *http.Request, t int64) (bool, time.Duration) {
+	if h.limiter == nil {
+		return true, 0
+	}
+	ip := clientIP(r)
+	key := ip
+	if a, err := netip.ParseAddr(ip); err == nil && a.Is6() && !a.Is4In6() {
+		if p, err := a.Prefix(64); err == nil {
+			key = p.String()
+		}
+	}
+	ok, wait := h.limiter.allow(key, t)
+	if !ok {
+		if log, left := h.account.limitTrips.allow(t); log {
+			h.logger.Warn("checkout_limit reached: this address started too many checkouts; "+
+				"if every visitor arrives through one proxy or load balancer, they all share its address: "+
+				"list it in Caddy's trusted_proxies server option so that visitors' own addresses are counted",
+				zap.String("client_ip", ip), zap.Int("limit", h.checkoutLimit.n), zap.Duration("per", h.checkoutLimit.window),
+				zap.Int("refused_since_last_line", left))
+		}
+	}
+	return ok, wait
+}
+
+// waitSeconds rounds a wait up to whole seconds, at least one.
+func waitSeconds(d time.Duration) int {
+	return max(1, int((d+time.Second-1)/time.Second))
+}
+
+// checkoutCompleted reports whether a Checkout Session made a subscription
+// for a customer, recently enough to let its browser in at t. Its payment
+// may still be under way (a bank debit): the cookie only says who the
+// visitor is, and their subscription's status decides access, so a payer
+// whose money is on its way is known, and never sold a second subscription.
+func checkoutCompleted(sess checkoutSession, t time.Time) bool {
+	return sess.Status == "complete" && sess.Mode == "subscription" && sess.Customer != "" &&
+		(sess.ExpiresAt == 0 || t.Before(time.Unix(sess.ExpiresAt, 0).Add(checkoutCookieLifetime)))
+}
+
+// serveSuccess lets in the browser that started a completed checkout, and
+// no other. It may do so again (a reload after a lost response) until the
+// browser's checkout cookie is cleared, which this answer does.
+func (h *Handler) serveSuccess(w http.ResponseWriter, r *http.Request) error {
+	ret := returnPath(r)
+	w.Header().Set("Cache-Control", "no-store")
+	sid := r.URL.Query().Get("session_id")
+	if !validSessionID(sid) {
+		return h.notice(w, r, http.StatusBadRequest, reasonCheckoutLinkInvalid, ret, 0)
+	}
+	nonce, _ := h.checkoutCookie(r)
+	if nonce == "" {
+		return h.notice(w, r, http.StatusForbidden, reasonCheckoutOtherBrowser, ret, 0)
+	}
+	t := now()
+	if refused, err := h.refuseStripeCall(w, r, t, ret); refused {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(h.StripeTimeout))
+	defer cancel()
+	sess, err := h.stripe.checkoutSession(ctx, sid)
+	if errors.Is(err, errStripeNotFound) {
+		return h.notice(w, r, http.StatusBadRequest, reasonCheckoutLinkInvalid, ret, 0)
+	}
+	if err != nil {
+		return h.stripeFailed(w, r, r.URL.RequestURI(), err)
+	}
+	if subtle.ConstantTimeCompare([]byte(sess.ClientReferenceID), []byte(nonce)) != 1 {
+		return h.notice(w, r, http.StatusForbidden, reasonCheckoutOtherBrowser, ret, 0)
+	}
+	if !checkoutCompleted(sess, t) {
+		// Not completed (yet): back to the page, which explains.
+		http.Redirect(w, r, ret, http.StatusSeeOther)
+		return nil
+	}
+	return h.finishCheckout(w, r, sess, ret)
+}
+
+// finishCheckout remembers the payer of a paid checkout in this browser and
+// sends them back. Nothing slow stands between a valid session and the
+// cookie: the customer is only marked stale here, and the page they return
+// to reads Stripe.
+func (h *Handler) finishCheckout(w http.ResponseWriter, r *http.Request, sess checkoutSession, ret string) error {
+	cookie, err := h.cookies.issue(r, sess.Customer)
+	if err != nil {
+		return h.unavailable(w, r, ret)
+	}
+	http.SetCookie(w, cookie)
+	http.SetCookie(w, h.cookies.clear(r, h.checkoutCookieName(r)))
+	if h.cookies.secure(r) {
+		http.SetCookie(w, h.cookies.clear(r, h.cookies.nonce)) // set before __Host- was used
+	}
+	h.account.invalidate(sess.Customer)
+	h.logger.Info("checkout completed")
+	h.logger.Debug("checkout completed for customer", zap.String("customer", sess.Customer))
+	http.Redirect(w, r, ret, http.StatusSeeOther)
+	return nil
+}
+
+// stripeFailed answers a failed Stripe call of an endpoint: 503 and a page
+// that says to retry when Stripe fails, 502 when it refused the request.
+// A Stripe that fails or hangs starts the outage back-off, so that the next
+// visitors do not wait for it too; a rate limit does not (it concerns this
+// account's checkouts, not the reads that payers need), nor does a visitor
+// who went away.
+func (h *Handler) stripeFailed(w http.ResponseWriter, r *http.Request, ret string, err error) error {
+	if r.Context().Err() != nil {
+		return caddyhttp.Error(499, r.Context().Err()) // the client went away
+	}
+	if errors.Is(err, errStripeUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		if !errors.Is(err, errStripeRateLimited) {
+			h.account.downUntil.Store(now().UnixNano() + int64(outageBackoff))
+		}
+		return h.unavailable(w, r, ret)
+	}
+	h.logger.Error("stripe call failed", zap.Error(err))
+	return caddyhttp.Error(http.StatusBadGateway, err)
+}
+
+// errCheckoutBudget: the account's checkout budget is spent.
+var errCheckoutBudget = errors.New("checkout budget spent")
+
+func (h *Handler) priceToSell(ctx context.Context, t time.Time) (string, error) {
+	if len(h.prices) > 0 {
+		return h.prices[0], nil
+	}
+	if p := h.soldPrice.Load(); p != nil {
+		return *p, nil
+	}
+	if !h.account.checkoutBudget.take(t.UnixNano()) {
+		return "", errCheckoutBudget
+	}
+	price, err := h.stripe.defaultPrice(ctx, h.products[0])
+	if err == nil {
+		h.soldPrice.Store(&price) // until the next config load
+	}
+	return price, err
+}
+
+// hadTrial reports whether the customer ever had a trial of what this
+// handler sells.
+func (h *Handler) hadTrial(subs []subscriptionState) bool {
+	for i := range subs {
+		if subs[i].TrialEnd > 0 && h.covers(&subs[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// validSessionID accepts Checkout Session IDs: cs_ and then letters,
+// digits and underscores.
+func validSessionID(s string) bool {
+	if len(s) < 4 || len(s) > 255 || !strings.HasPrefix(s, "cs_") {
+		return false
+	}
+	for i := 3; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
