@@ -40,8 +40,9 @@ type account struct {
 	// webhook said the customer changed is not stored as fresh.
 	epoch     atomic.Uint64
 	flights   singleflight.Group
-	downUntil atomic.Int64 // unix nanos; Stripe failed recently
-	slow      atomic.Bool  // a read outlasted staleWait and none has succeeded since
+	downUntil atomic.Int64   // unix nanos; Stripe failed recently
+	slow      atomic.Bool    // a read outlasted staleWait and none has succeeded since
+	reads     sync.WaitGroup // Stripe reads under way, some of them past their request
 
 	// recent holds the epoch of the last invalidation of customers this
 	// node did not hold, so that a read of theirs already in flight is not
@@ -321,6 +322,8 @@ func (h *Handler) refreshCustomer(customer string, onlyKnown bool) (bool, error)
 
 func (h *Handler) readCustomer(customer string) ([]subscriptionState, error) {
 	a := h.account
+	a.reads.Add(1)
+	defer a.reads.Done()
 	start := a.epoch.Load()
 	cacheEvents.WithLabelValues("stripe_read").Inc()
 	subs, err := h.stripe.subscriptions(context.Background(), customer)

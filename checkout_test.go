@@ -509,3 +509,34 @@ func TestAnIPv6HostCountsAsOneAddress(t *testing.T) {
 		t.Error("another /64 was refused")
 	}
 }
+
+func TestOnHTTPSTheCheckoutCookieIsHostOnly(t *testing.T) {
+	h := pageHandler()
+	h.cookies = newCookieJar("paywall", time.Hour, strings.Repeat("k", 32), nil, zap.NewNop())
+	nonce, sid := newNonce(), "cs_test_abc"
+	for _, tc := range []struct {
+		name, cookie        string
+		tls                 bool
+		wantNonce, wantSess string
+	}{
+		{"HTTPS, __Host- cookie", "__Host-paywall_checkout=" + nonce + "." + sid, true, nonce, sid},
+		// Set under the plain name, on HTTPS: by this site before the
+		// upgrade, or planted by a sibling subdomain: its nonce only.
+		{"HTTPS, plain cookie", "paywall_checkout=" + nonce + "." + sid, true, nonce, ""},
+		{"HTTP, plain cookie", "paywall_checkout=" + nonce + "." + sid, false, nonce, sid},
+		{"HTTP, __Host- cookie", "__Host-paywall_checkout=" + nonce + "." + sid, false, "", ""},
+	} {
+		r := httptestRequest("example.com")
+		if tc.tls {
+			r.TLS = &tls.ConnectionState{ServerName: "example.com"}
+		}
+		r.Header.Set("Cookie", tc.cookie)
+		n, s := h.checkoutCookie(r)
+		if n != tc.wantNonce || s != tc.wantSess {
+			t.Errorf("%s: nonce %q session %q, want %q %q", tc.name, n, s, tc.wantNonce, tc.wantSess)
+		}
+		if !h.startedCheckout(r) {
+			t.Errorf("%s: not taken for a started checkout", tc.name)
+		}
+	}
+}

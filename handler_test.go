@@ -126,9 +126,19 @@ func newWorld(t testing.TB, opts ...option) *world {
 	fake := stripefake.New(stripefake.Options{Now: c.Now})
 	fakeSrv := httptest.NewServer(fake)
 	t.Cleanup(fakeSrv.Close)
+	// Cleanups run last-in first-out: the site closes, the fake ends the
+	// calls it holds, then the reads that outlived their requests (a
+	// visitor served known facts while Stripe hangs) have finished before
+	// the next test replaces the clock.
+	var h *Handler
+	t.Cleanup(func() {
+		if h != nil {
+			h.account.reads.Wait()
+		}
+	})
 	t.Cleanup(fake.Close)
 
-	h := provisionTestHandler(t, fakeSrv.URL, opts...)
+	h = provisionTestHandler(t, fakeSrv.URL, opts...)
 
 	w := &world{t: t, clock: c, fake: fake, h: h}
 	w.site = httptest.NewServer(http.HandlerFunc(w.serve))
