@@ -94,10 +94,6 @@ func (h *Handler) startedCheckout(r *http.Request) bool {
 func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 	ret := returnPath(r)
 	w.Header().Set("Cache-Control", "no-store")
-	base, ok := h.origin(r)
-	if !ok {
-		return h.notice(w, r, http.StatusInternalServerError, reasonOriginUnknown, ret, 0)
-	}
 	t := now()
 	var customer string
 	trialDays := h.TrialDays
@@ -151,10 +147,29 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 		case checkoutCompleted(sess, t):
 			// Completed, and the success page never arrived: finish now.
 			return h.finishCheckout(w, r, sess, ret)
+		case sess.Status == "open":
+			// Too close to its end, or for another customer: it is
+			// replaced, and closed first, so that a tab still showing
+			// it cannot be paid as well as the new one.
+			if !h.account.checkoutBudget.take(t.UnixNano()) {
+				return h.notice(w, r, http.StatusServiceUnavailable, reasonCheckoutBusy, ret, 2)
+			}
+			if err := h.stripe.expireCheckout(ctx, sess.ID); err != nil {
+				// Paid in the meantime, or Stripe failing: read it
+				// again rather than sell a second one.
+				if again, rerr := h.stripe.checkoutSession(ctx, sess.ID); rerr == nil && checkoutCompleted(again, t) {
+					return h.finishCheckout(w, r, again, ret)
+				}
+				return h.stripeFailed(w, r, ret, err)
+			}
 		}
 		if !h.account.checkoutBudget.take(t.UnixNano()) {
 			return h.notice(w, r, http.StatusServiceUnavailable, reasonCheckoutBusy, ret, 2)
 		}
+	}
+	base, ok := h.origin(r)
+	if !ok {
+		return h.notice(w, r, http.StatusInternalServerError, reasonOriginUnknown, ret, 0)
 	}
 
 	price, err := h.priceToSell(ctx, t)
@@ -215,40 +230,59 @@ func (h *Handler) refuseStripeCall(w http.ResponseWriter, r *http.Request, t tim
 	if h.account.down(t.UnixNano()) {
 		return true, h.unavailable(w, r, ret)
 	}
-	if ok, wait := h.checkoutAllowed(r, t.UnixNano()); !ok {
+	key := h.limitKey(r)
+	if ok, wait := h.limitAllows(r, key, t.UnixNano(), false); !ok {
 		return true, h.notice(w, r, http.StatusTooManyRequests, reasonCheckoutLimited, ret, waitSeconds(wait))
 	}
 	if !h.account.checkoutBudget.take(t.UnixNano()) {
 		return true, h.notice(w, r, http.StatusServiceUnavailable, reasonCheckoutBusy, ret, 2)
 	}
+	h.limitAllows(r, key, t.UnixNano(), true)
 	return false, nil
 }
 
-// checkoutAllowed counts an endpoint visit that will ask Stripe against the
-// client address's checkout_limit; when refused, wait is how long until the
-// next. An IPv6 address counts by its /64, which one host holds whole.
-func (h *Handler) checkoutAllowed(r *http.Request, t int64) (bool, time.Duration) {
+// limitKey is what checkout_limit counts a request by: the client address,
+// an IPv6 one by its /64, which one host holds whole.
+func (h *Handler) limitKey(r *http.Request) string {
+	ip := clientIP(r)
+	if a, err := netip.ParseAddr(ip); err == nil && a.Is6() && !a.Is4In6() {
+		if p, err := a.Prefix(64); err == nil {
+			return p.String()
+		}
+	}
+	return ip
+}
+
+// limitAllows reports whether key may make one more endpoint visit that
+// asks Stripe, and counts it when take is set; when refused, wait is how
+// long until the next, and the refusal is logged (once a minute at most).
+func (h *Handler) limitAllows(r *http.Request, key string, t int64, take bool) (bool, time.Duration) {
 	if h.limiter == nil {
 		return true, 0
 	}
-	ip := clientIP(r)
-	key := ip
-	if a, err := netip.ParseAddr(ip); err == nil && a.Is6() && !a.Is4In6() {
-		if p, err := a.Prefix(64); err == nil {
-			key = p.String()
-		}
+	var ok bool
+	var wait time.Duration
+	if take {
+		ok, wait = h.limiter.allow(key, t)
+	} else {
+		ok, wait = h.limiter.wouldAllow(key, t)
 	}
-	ok, wait := h.limiter.allow(key, t)
 	if !ok {
 		if log, left := h.account.limitTrips.allow(t); log {
 			h.logger.Warn("checkout_limit reached: this address started too many checkouts; "+
 				"if every visitor arrives through one proxy or load balancer, they all share its address: "+
 				"list it in Caddy's trusted_proxies server option so that visitors' own addresses are counted",
-				zap.String("client_ip", ip), zap.Int("limit", h.checkoutLimit.n), zap.Duration("per", h.checkoutLimit.window),
+				zap.String("client_ip", clientIP(r)), zap.Int("limit", h.checkoutLimit.n), zap.Duration("per", h.checkoutLimit.window),
 				zap.Int("refused_since_last_line", left))
 		}
 	}
 	return ok, wait
+}
+
+// checkoutAllowed counts an endpoint visit that asks Stripe against the
+// client address's checkout_limit.
+func (h *Handler) checkoutAllowed(r *http.Request, t int64) (bool, time.Duration) {
+	return h.limitAllows(r, h.limitKey(r), t, true)
 }
 
 // waitSeconds rounds a wait up to whole seconds, at least one.
@@ -280,20 +314,30 @@ func (h *Handler) serveSuccess(w http.ResponseWriter, r *http.Request) error {
 	if nonce == "" {
 		return h.notice(w, r, http.StatusForbidden, reasonCheckoutOtherBrowser, ret, 0)
 	}
+	// A payer coming back from Stripe is never held to the checkout
+	// budget, nor to the checkouts their address started: the address has
+	// an allowance of its own here, spent only by links that turn out not
+	// to be its own (made up, or another browser's).
 	t := now()
-	if refused, err := h.refuseStripeCall(w, r, t, ret); refused {
-		return err
+	key := "success " + h.limitKey(r)
+	if h.account.down(t.UnixNano()) {
+		return h.unavailable(w, r, r.URL.RequestURI())
+	}
+	if ok, wait := h.limitAllows(r, key, t.UnixNano(), false); !ok {
+		return h.notice(w, r, http.StatusTooManyRequests, reasonSuccessLimited, r.URL.RequestURI(), waitSeconds(wait))
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(h.StripeTimeout))
 	defer cancel()
 	sess, err := h.stripe.checkoutSession(ctx, sid)
 	if errors.Is(err, errStripeNotFound) {
+		h.limitAllows(r, key, t.UnixNano(), true)
 		return h.notice(w, r, http.StatusBadRequest, reasonCheckoutLinkInvalid, ret, 0)
 	}
 	if err != nil {
 		return h.stripeFailed(w, r, r.URL.RequestURI(), err)
 	}
 	if subtle.ConstantTimeCompare([]byte(sess.ClientReferenceID), []byte(nonce)) != 1 {
+		h.limitAllows(r, key, t.UnixNano(), true)
 		return h.notice(w, r, http.StatusForbidden, reasonCheckoutOtherBrowser, ret, 0)
 	}
 	if !checkoutCompleted(sess, t) {

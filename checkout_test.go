@@ -336,8 +336,7 @@ func TestAForgedHostNeverReachesStripe(t *testing.T) {
 		c    *http.Client
 	}{
 		{"/paywall/checkout?return=%2Fpremium%2Fa", w.browser()},
-		{"/paywall/checkout?return=%2Fpremium%2Fa", payer},
-		{"/paywall/portal?return=%2Fpremium%2Fa", payer},
+		{"/paywall/portal?return=%2Fpremium%2Fa", payer}, // a failed payment: the portal, not a checkout
 	} {
 		{
 			path, c := tc.path, tc.c
@@ -538,5 +537,46 @@ func TestOnHTTPSTheCheckoutCookieIsHostOnly(t *testing.T) {
 		if !h.startedCheckout(r) {
 			t.Errorf("%s: not taken for a started checkout", tc.name)
 		}
+	}
+}
+
+func TestAReplacedCheckoutIsClosedSoItCannotBePaidToo(t *testing.T) {
+	w := newWorld(t)
+	c := w.browser()
+	first := w.sessionOf(w.get(c, "/paywall/checkout?return=%2Fpremium%2Fa").Header.Get("Location"))
+	// Too close to its end to send a visitor back to.
+	w.clock.Advance(checkoutLifetime - resumeMargin + time.Minute)
+	next := w.sessionOf(w.get(c, "/paywall/checkout?return=%2Fpremium%2Fa").Header.Get("Location"))
+	if next.ID == first.ID {
+		t.Fatal("a session with minutes left was resumed")
+	}
+	if old, _ := w.fake.Session(first.ID); old.Status != "expired" {
+		t.Errorf("the replaced session is %s, want expired: a tab still showing it could be paid too", old.Status)
+	}
+	if err := w.fake.CompleteCheckout(first.ID, stripefake.CardSuccess); err == nil {
+		t.Error("the replaced session could still be paid")
+	}
+}
+
+func TestAPayerComingBackFromStripeIsNotHeldToTheLimitsOfOthers(t *testing.T) {
+	w := newWorld(t, func(h *Handler) { h.CheckoutLimit = &CheckoutLimit{Max: 1, Per: caddy.Duration(time.Hour)} })
+	c := w.browser()
+	sess := w.startPaid(c, "/premium/a") // uses the address's one checkout
+	// The budget spent by others does not stop the payer either.
+	for w.h.account.checkoutBudget.take(now().UnixNano()) {
+	}
+	if resp := w.followSuccess(c, sess); resp.StatusCode != http.StatusSeeOther || !hasCookie(resp, "paywall") {
+		t.Fatalf("a payer back from Stripe: %d %v", resp.StatusCode, resp.Cookies())
+	}
+	// A made-up link from the same address, now over its limit, is told
+	// to wait, on a page that sends a payer back to the link.
+	other := w.browser()
+	u, _ := url.Parse(w.site.URL)
+	other.Jar.SetCookies(u, []*http.Cookie{{Name: "paywall_checkout", Value: newNonce(), Path: "/"}})
+	w.get(other, "/paywall/success?session_id=cs_test_madeup1")
+	resp := w.get(other, "/paywall/success?session_id=cs_test_madeup2", "Accept", "text/html")
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(bodyOf(resp), "nothing will be charged again") ||
+		!strings.Contains(bodyOf(resp), `href="/paywall/success?session_id=cs_test_madeup2"`) {
+		t.Errorf("a made-up link over the limit: %d\n%s", resp.StatusCode, bodyOf(resp))
 	}
 }

@@ -24,6 +24,7 @@ const (
 	reasonCheckoutLinkInvalid  = "checkout_link_invalid"  // 400: /success without a session of this site
 	reasonCheckoutOtherBrowser = "checkout_other_browser" // 403: /success in a browser that did not start it
 	reasonCheckoutLimited      = "checkout_limited"       // 429: checkout_limit reached for the address
+	reasonSuccessLimited       = "success_limited"        // 429: the same, on the success page of a payer
 	reasonCheckoutBusy         = "checkout_busy"          // 503: the account's checkout budget is spent
 	reasonOriginUnknown        = "origin_unknown"         // 500: no trusted address for Stripe's return URLs
 )

@@ -79,6 +79,18 @@ func (l *clientLimiter) allow(addr string, t int64) (ok bool, wait time.Duration
 	return true, 0
 }
 
+// wouldAllow reports whether allow would take an event for addr at t,
+// without taking it; when not, wait is how long until it would.
+func (l *clientLimiter) wouldAllow(addr string, t int64) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	tat := max(l.tat[addr], t)
+	if tat-t > l.slack {
+		return false, time.Duration(tat - t - l.slack)
+	}
+	return true, 0
+}
+
 // makeRoom forgets every address whose allowance is whole again and, if that
 // is not enough, about one in a hundred others. Called with mu held.
 func (l *clientLimiter) makeRoom(t int64) {

@@ -205,6 +205,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.apiURL = strings.TrimRight(repl.ReplaceAll(h.APIURL, ""), "/")
 	h.supportURL = repl.ReplaceAll(h.SupportURL, "")
 	h.publicURL = strings.TrimRight(repl.ReplaceAll(h.PublicURL, ""), "/")
+	if u, err := url.Parse(h.publicURL); err == nil && u.Scheme != "" && u.Host != "" && u.Path == "" && u.RawQuery == "" && u.User == nil {
+		// Scheme and host are case-insensitive; Secure cookies and the
+		// __Host- checkout cookie follow the scheme, whatever its case.
+		h.publicURL = strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host)
+	}
 	h.prices = resolveIDs(repl, h.Prices)
 	h.products = resolveIDs(repl, h.Products)
 

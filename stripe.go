@@ -24,6 +24,9 @@ type stripeAPI interface {
 	subscriptions(ctx context.Context, customer string) ([]subscriptionState, error)
 	createCheckout(ctx context.Context, req checkoutRequest) (checkoutSession, error)
 	checkoutSession(ctx context.Context, id string) (checkoutSession, error)
+	// expireCheckout closes an open Checkout Session, so that it can no
+	// longer be paid.
+	expireCheckout(ctx context.Context, id string) error
 	createPortal(ctx context.Context, customer, returnURL string) (string, error)
 	defaultPrice(ctx context.Context, product string) (string, error)
 }
@@ -210,6 +213,17 @@ func (c *stripeClient) checkoutSession(ctx context.Context, id string) (checkout
 		return checkoutSession{}, c.classify("retrieve checkout session", err)
 	}
 	return sessionFrom(s), nil
+}
+
+func (c *stripeClient) expireCheckout(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	params := &stripe.CheckoutSessionExpireParams{}
+	params.Context = ctx
+	if _, err := c.checkout.Expire(id, params); err != nil {
+		return c.classify("expire checkout session", err)
+	}
+	return nil
 }
 
 func (c *stripeClient) createPortal(ctx context.Context, customer, returnURL string) (string, error) {

@@ -114,6 +114,12 @@ func TestStripeClientAgainstStripeMock(t *testing.T) {
 		}
 	})
 
+	t.Run("expireCheckout", func(t *testing.T) {
+		if err := c.expireCheckout(ctx, "cs_test_stripemock"); err != nil {
+			t.Fatalf("expireCheckout: %v", err)
+		}
+	})
+
 	t.Run("createPortal", func(t *testing.T) {
 		u, err := c.createPortal(ctx, "cus_stripemock", "http://127.0.0.1:8080/premium/x")
 		if err != nil {
