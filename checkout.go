@@ -47,7 +47,7 @@ const (
 // checkoutCookieName is the name of the checkout cookie for this request.
 func (h *Handler) checkoutCookieName(r *http.Request) string {
 	if h.cookies.secure(r) {
-		return "__Host-" + h.cookies.nonce
+		return h.cookies.hostNonce
 	}
 	return h.cookies.nonce
 }
@@ -82,7 +82,7 @@ func (h *Handler) startedCheckout(r *http.Request) bool {
 	if _, ok := cookieValue(r.Header, h.cookies.nonce); ok {
 		return true
 	}
-	_, ok := cookieValue(r.Header, "__Host-"+h.cookies.nonce)
+	_, ok := cookieValue(r.Header, h.cookies.hostNonce)
 	return ok
 }
 
@@ -132,39 +132,11 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 
 	nonce, started := h.checkoutCookie(r)
 	if started != "" {
-		sess, err := h.stripe.checkoutSession(ctx, started)
-		switch {
-		case errors.Is(err, errStripeNotFound):
-		case err != nil:
-			return h.stripeFailed(w, r, ret, err)
-		case subtle.ConstantTimeCompare([]byte(sess.ClientReferenceID), []byte(nonce)) != 1:
-		case sess.Status == "open" && sess.URL != "" && sess.Customer == customer &&
-			time.Unix(sess.ExpiresAt, 0).Sub(t) >= resumeMargin:
-			// The checkout this browser left (a closed tab, the back
-			// button, a declined card): back to it, not a second one.
-			http.Redirect(w, r, sess.URL, http.StatusSeeOther)
-			return nil
-		case checkoutCompleted(sess, t):
-			// Completed, and the success page never arrived: finish now.
-			return h.finishCheckout(w, r, sess, ret)
-		case sess.Status == "open":
-			// Too close to its end, or for another customer: it is
-			// replaced, and closed first, so that a tab still showing
-			// it cannot be paid as well as the new one.
-			if !h.account.checkoutBudget.take(t.UnixNano()) {
-				return h.notice(w, r, http.StatusServiceUnavailable, reasonCheckoutBusy, ret, 2)
-			}
-			if err := h.stripe.expireCheckout(ctx, sess.ID); err != nil {
-				// Paid in the meantime, or Stripe failing: read it
-				// again rather than sell a second one.
-				if again, rerr := h.stripe.checkoutSession(ctx, sess.ID); rerr == nil && checkoutCompleted(again, t) {
-					return h.finishCheckout(w, r, again, ret)
-				}
-				return h.stripeFailed(w, r, ret, err)
-			}
+		if done, err := h.resumeCheckout(ctx, w, r, t, nonce, started, customer, ret); done {
+			return err
 		}
-		if !h.account.checkoutBudget.take(t.UnixNano()) {
-			return h.notice(w, r, http.StatusServiceUnavailable, reasonCheckoutBusy, ret, 2)
+		if err := h.spend(t); err != nil { // the visit's call went to the resume
+			return h.stripeFailed(w, r, ret, err)
 		}
 	}
 	base, ok := h.origin(r)
@@ -174,9 +146,6 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 
 	price, err := h.priceToSell(ctx, t)
 	if err != nil {
-		if errors.Is(err, errCheckoutBudget) {
-			return h.notice(w, r, http.StatusServiceUnavailable, reasonCheckoutBusy, ret, 2)
-		}
 		return h.stripeFailed(w, r, ret, err)
 	}
 	// A checkout already under way in this browser (another tab) keeps its
@@ -200,11 +169,10 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 	if errors.Is(err, errStripeNotFound) && customer != "" {
 		// The customer was deleted in Stripe (or the cookie comes from
 		// test mode): subscribe as a new customer.
-		if !h.account.checkoutBudget.take(t.UnixNano()) {
-			return h.notice(w, r, http.StatusServiceUnavailable, reasonCheckoutBusy, ret, 2)
+		if err = h.spend(t); err == nil {
+			req.Customer = ""
+			sess, err = h.stripe.createCheckout(ctx, req)
 		}
-		req.Customer = ""
-		sess, err = h.stripe.createCheckout(ctx, req)
 	}
 	if err != nil {
 		return h.stripeFailed(w, r, ret, err)
@@ -222,6 +190,55 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// resumeCheckout looks up the checkout this browser started last and, when
+// it can, answers with it (done): back to it while it is open with
+// resumeMargin to run, or in when it was completed. A session too close to
+// its end, or for another customer, is expired first, so that a tab still
+// showing it cannot be paid as well as the one that replaces it. Not done:
+// a new checkout is to be made.
+func (h *Handler) resumeCheckout(ctx context.Context, w http.ResponseWriter, r *http.Request, t time.Time, nonce, id, customer, ret string) (bool, error) {
+	sess, err := h.stripe.checkoutSession(ctx, id)
+	switch {
+	case errors.Is(err, errStripeNotFound):
+		return false, nil
+	case err != nil:
+		return true, h.stripeFailed(w, r, ret, err)
+	case subtle.ConstantTimeCompare([]byte(sess.ClientReferenceID), []byte(nonce)) != 1:
+		return false, nil
+	case checkoutCompleted(sess, t):
+		return true, h.finishCheckout(w, r, sess, ret) // the success page never arrived
+	case sess.Status != "open":
+		return false, nil
+	case sess.URL != "" && sess.Customer == customer && time.Unix(sess.ExpiresAt, 0).Sub(t) >= resumeMargin:
+		// Left in a closed tab, by the back button, after a declined card.
+		http.Redirect(w, r, sess.URL, http.StatusSeeOther)
+		return true, nil
+	}
+	if err := h.spend(t); err != nil {
+		return true, h.stripeFailed(w, r, ret, err)
+	}
+	if err := h.stripe.expireCheckout(ctx, sess.ID); err != nil {
+		// Paid in the meantime, or Stripe failing: read it again rather
+		// than sell a second one.
+		if again, rerr := h.stripe.checkoutSession(ctx, sess.ID); rerr == nil && checkoutCompleted(again, t) {
+			return true, h.finishCheckout(w, r, again, ret)
+		}
+		return true, h.stripeFailed(w, r, ret, err)
+	}
+	return false, nil
+}
+
+// errCheckoutBusy: the account's checkout budget is spent.
+var errCheckoutBusy = errors.New("checkout budget spent")
+
+// spend takes one Stripe call from the account's checkout budget.
+func (h *Handler) spend(t time.Time) error {
+	if !h.account.checkoutBudget.take(t.UnixNano()) {
+		return errCheckoutBusy
+	}
+	return nil
+}
+
 // refuseStripeCall answers, and reports true, when an endpoint visit may not
 // ask Stripe now: Stripe is down, the client address has used its
 // checkout_limit, or the account's checkout budget is spent. Otherwise it
@@ -231,13 +248,13 @@ func (h *Handler) refuseStripeCall(w http.ResponseWriter, r *http.Request, t tim
 		return true, h.unavailable(w, r, ret)
 	}
 	key := h.limitKey(r)
-	if ok, wait := h.limitAllows(r, key, t.UnixNano(), false); !ok {
+	if limited, wait := h.limited(r, key, t.UnixNano()); limited {
 		return true, h.notice(w, r, http.StatusTooManyRequests, reasonCheckoutLimited, ret, waitSeconds(wait))
 	}
-	if !h.account.checkoutBudget.take(t.UnixNano()) {
-		return true, h.notice(w, r, http.StatusServiceUnavailable, reasonCheckoutBusy, ret, 2)
+	if err := h.spend(t); err != nil {
+		return true, h.stripeFailed(w, r, ret, err)
 	}
-	h.limitAllows(r, key, t.UnixNano(), true)
+	h.countVisit(key, t.UnixNano())
 	return false, nil
 }
 
@@ -253,20 +270,13 @@ func (h *Handler) limitKey(r *http.Request) string {
 	return ip
 }
 
-// limitAllows reports whether key may make one more endpoint visit that
-// asks Stripe, and counts it when take is set; when refused, wait is how
-// long until the next, and the refusal is logged (once a minute at most).
-func (h *Handler) limitAllows(r *http.Request, key string, t int64, take bool) (bool, time.Duration) {
+// limited reports whether key has used its checkout_limit, and how long
+// until it has not; a refusal is logged, once a minute at most.
+func (h *Handler) limited(r *http.Request, key string, t int64) (bool, time.Duration) {
 	if h.limiter == nil {
-		return true, 0
+		return false, 0
 	}
-	var ok bool
-	var wait time.Duration
-	if take {
-		ok, wait = h.limiter.allow(key, t)
-	} else {
-		ok, wait = h.limiter.wouldAllow(key, t)
-	}
+	ok, wait := h.limiter.wouldAllow(key, t)
 	if !ok {
 		if log, left := h.account.limitTrips.allow(t); log {
 			h.logger.Warn("checkout_limit reached: this address started too many checkouts; "+
@@ -276,13 +286,14 @@ func (h *Handler) limitAllows(r *http.Request, key string, t int64, take bool) (
 				zap.Int("refused_since_last_line", left))
 		}
 	}
-	return ok, wait
+	return !ok, wait
 }
 
-// checkoutAllowed counts an endpoint visit that asks Stripe against the
-// client address's checkout_limit.
-func (h *Handler) checkoutAllowed(r *http.Request, t int64) (bool, time.Duration) {
-	return h.limitAllows(r, h.limitKey(r), t, true)
+// countVisit counts one endpoint visit that asks Stripe against key.
+func (h *Handler) countVisit(key string, t int64) {
+	if h.limiter != nil {
+		h.limiter.allow(key, t)
+	}
 }
 
 // waitSeconds rounds a wait up to whole seconds, at least one.
@@ -323,21 +334,21 @@ func (h *Handler) serveSuccess(w http.ResponseWriter, r *http.Request) error {
 	if h.account.down(t.UnixNano()) {
 		return h.unavailable(w, r, r.URL.RequestURI())
 	}
-	if ok, wait := h.limitAllows(r, key, t.UnixNano(), false); !ok {
+	if limited, wait := h.limited(r, key, t.UnixNano()); limited {
 		return h.notice(w, r, http.StatusTooManyRequests, reasonSuccessLimited, r.URL.RequestURI(), waitSeconds(wait))
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(h.StripeTimeout))
 	defer cancel()
 	sess, err := h.stripe.checkoutSession(ctx, sid)
 	if errors.Is(err, errStripeNotFound) {
-		h.limitAllows(r, key, t.UnixNano(), true)
+		h.countVisit(key, t.UnixNano())
 		return h.notice(w, r, http.StatusBadRequest, reasonCheckoutLinkInvalid, ret, 0)
 	}
 	if err != nil {
 		return h.stripeFailed(w, r, r.URL.RequestURI(), err)
 	}
 	if subtle.ConstantTimeCompare([]byte(sess.ClientReferenceID), []byte(nonce)) != 1 {
-		h.limitAllows(r, key, t.UnixNano(), true)
+		h.countVisit(key, t.UnixNano())
 		return h.notice(w, r, http.StatusForbidden, reasonCheckoutOtherBrowser, ret, 0)
 	}
 	if !checkoutCompleted(sess, t) {
@@ -370,7 +381,8 @@ func (h *Handler) finishCheckout(w http.ResponseWriter, r *http.Request, sess ch
 }
 
 // stripeFailed answers a failed Stripe call of an endpoint: 503 and a page
-// that says to retry when Stripe fails, 502 when it refused the request.
+// that says to retry when Stripe fails or the checkout budget is spent, 502
+// when Stripe refused the request.
 // A Stripe that fails or hangs starts the outage back-off, so that the next
 // visitors do not wait for it too; a rate limit does not (it concerns this
 // account's checkouts, not the reads that payers need), nor does a visitor
@@ -378,6 +390,9 @@ func (h *Handler) finishCheckout(w http.ResponseWriter, r *http.Request, sess ch
 func (h *Handler) stripeFailed(w http.ResponseWriter, r *http.Request, ret string, err error) error {
 	if r.Context().Err() != nil {
 		return caddyhttp.Error(499, r.Context().Err()) // the client went away
+	}
+	if errors.Is(err, errCheckoutBusy) {
+		return h.notice(w, r, http.StatusServiceUnavailable, reasonCheckoutBusy, ret, 2)
 	}
 	if errors.Is(err, errStripeUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 		if !errors.Is(err, errStripeRateLimited) {
@@ -389,9 +404,6 @@ func (h *Handler) stripeFailed(w http.ResponseWriter, r *http.Request, ret strin
 	return caddyhttp.Error(http.StatusBadGateway, err)
 }
 
-// errCheckoutBudget: the account's checkout budget is spent.
-var errCheckoutBudget = errors.New("checkout budget spent")
-
 func (h *Handler) priceToSell(ctx context.Context, t time.Time) (string, error) {
 	if len(h.prices) > 0 {
 		return h.prices[0], nil
@@ -399,8 +411,8 @@ func (h *Handler) priceToSell(ctx context.Context, t time.Time) (string, error) 
 	if p := h.soldPrice.Load(); p != nil {
 		return *p, nil
 	}
-	if !h.account.checkoutBudget.take(t.UnixNano()) {
-		return "", errCheckoutBudget
+	if err := h.spend(t); err != nil {
+		return "", err
 	}
 	price, err := h.stripe.defaultPrice(ctx, h.products[0])
 	if err == nil {
@@ -418,19 +430,4 @@ func (h *Handler) hadTrial(subs []subscriptionState) bool {
 		}
 	}
 	return false
-}
-
-// validSessionID accepts Checkout Session IDs: cs_ and then letters,
-// digits and underscores.
-func validSessionID(s string) bool {
-	if len(s) < 4 || len(s) > 255 || !strings.HasPrefix(s, "cs_") {
-		return false
-	}
-	for i := 3; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
 }

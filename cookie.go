@@ -34,13 +34,14 @@ const verifiedCap = 100_000
 // A cookie verified once is remembered by its exact value until it expires,
 // so that the hot path costs a map lookup rather than an HMAC.
 type cookieJar struct {
-	name    string
-	nonce   string
-	maxAge  time.Duration
-	https   bool   // public_url is https: cookies are Secure whatever Caddy sees
-	secret  string // from the config, or empty
-	storage certmagic.Storage
-	logger  *zap.Logger
+	name      string
+	nonce     string // the checkout cookie's name on plain HTTP
+	hostNonce string // and on HTTPS: __Host-<nonce>
+	maxAge    time.Duration
+	https     bool   // public_url is https: cookies are Secure whatever Caddy sees
+	secret    string // from the config, or empty
+	storage   certmagic.Storage
+	logger    *zap.Logger
 
 	keyMu sync.Mutex
 	key   []byte
@@ -82,13 +83,14 @@ func newIdentity(customer string, expires int64) identity {
 
 func newCookieJar(name string, maxAge time.Duration, secret string, storage certmagic.Storage, logger *zap.Logger) *cookieJar {
 	return &cookieJar{
-		name:     name,
-		nonce:    name + "_checkout",
-		maxAge:   maxAge,
-		secret:   secret,
-		storage:  storage,
-		logger:   logger,
-		verified: make(map[string]identity),
+		name:      name,
+		nonce:     name + "_checkout",
+		hostNonce: "__Host-" + name + "_checkout",
+		maxAge:    maxAge,
+		secret:    secret,
+		storage:   storage,
+		logger:    logger,
+		verified:  make(map[string]identity),
 	}
 }
 
@@ -269,13 +271,21 @@ func (j *cookieJar) verify(value string, t int64) (identity, bool, error) {
 	return newIdentity(customer, exp), true, nil
 }
 
-// validCustomerID accepts Stripe customer IDs: cus_ followed by letters and
-// digits.
-func validCustomerID(s string) bool {
-	if len(s) < 5 || len(s) > 255 || !strings.HasPrefix(s, "cus_") {
+// validCustomerID accepts Stripe customer IDs: cus_ followed by letters,
+// digits and underscores.
+func validCustomerID(s string) bool { return validStripeID(s, "cus_") }
+
+// validSessionID accepts Checkout Session IDs: cs_ followed by letters,
+// digits and underscores.
+func validSessionID(s string) bool { return validStripeID(s, "cs_") }
+
+// validStripeID accepts a Stripe object ID of the kind prefix names: the
+// prefix, then up to 255 bytes in all of letters, digits and underscores.
+func validStripeID(s, prefix string) bool {
+	if len(s) <= len(prefix) || len(s) > 255 || !strings.HasPrefix(s, prefix) {
 		return false
 	}
-	for i := 4; i < len(s); i++ {
+	for i := len(prefix); i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
 			return false

@@ -230,21 +230,28 @@ func (w *world) problem(c *http.Client, path string) (int, map[string]any) {
 // new customer.
 func (w *world) subscribe(c *http.Client, ret string) string {
 	w.t.Helper()
-	resp := w.get(c, "/paywall/checkout?return="+url.QueryEscape(ret))
-	if resp.StatusCode != http.StatusSeeOther {
-		w.t.Fatalf("checkout: status %d, want 303: %s", resp.StatusCode, bodyOf(resp))
-	}
-	sess := w.sessionOf(resp.Header.Get("Location"))
-	if err := w.fake.CompleteCheckout(sess.ID, stripefake.CardSuccess); err != nil {
-		w.t.Fatalf("CompleteCheckout: %v", err)
-	}
-	sess, _ = w.fake.Session(sess.ID)
-	resp = w.followSuccess(c, sess)
+	sess := w.startPaid(c, ret)
+	resp := w.followSuccess(c, sess)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != ret {
 		w.t.Fatalf("success: status %d Location %q, want 303 to %q", resp.StatusCode, resp.Header.Get("Location"), ret)
 	}
 	w.fake.WaitDeliveries()
 	return sess.Customer
+}
+
+// startPaid starts a checkout in browser c and pays it at Stripe.
+func (w *world) startPaid(c *http.Client, ret string) stripefake.CheckoutSession {
+	w.t.Helper()
+	resp := w.get(c, "/paywall/checkout?return="+url.QueryEscape(ret))
+	if resp.StatusCode != http.StatusSeeOther {
+		w.t.Fatalf("checkout: %d %s", resp.StatusCode, bodyOf(resp))
+	}
+	sess := w.sessionOf(resp.Header.Get("Location"))
+	if err := w.fake.CompleteCheckout(sess.ID, stripefake.CardSuccess); err != nil {
+		w.t.Fatal(err)
+	}
+	sess, _ = w.fake.Session(sess.ID)
+	return sess
 }
 
 // sessionOf finds the checkout session a hosted checkout URL points to.
