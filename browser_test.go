@@ -63,10 +63,7 @@ func TestBrowser(t *testing.T) {
 		b.shot("checkout")
 
 		b.do("pay with a card that succeeds",
-			chromedp.SetValue(chromedp.CSS("#email"), "reader@example.com"),
-			chromedp.SetValue(chromedp.CSS("#card"), "4242 4242 4242 4242"),
-			chromedp.Click(chromedp.CSS("#pay")),
-			chromedp.WaitVisible(chromedp.CSS("#premium-content")))
+			append(pay("reader@example.com", "4242 4242 4242 4242"), chromedp.WaitVisible(chromedp.CSS("#premium-content")))...)
 		b.wantLocation(article) // the session ID is gone from the address
 		b.shot("article")
 
@@ -115,10 +112,7 @@ func TestBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.do("pay with a card that is declined",
-			chromedp.SetValue(chromedp.CSS("#email"), "declined@example.com"),
-			chromedp.SetValue(chromedp.CSS("#card"), "4000 0000 0000 0002"),
-			chromedp.Click(chromedp.CSS("#pay")),
-			chromedp.WaitVisible(chromedp.CSS("#error")))
+			append(pay("declined@example.com", "4000 0000 0000 0002"), chromedp.WaitVisible(chromedp.CSS("#error")))...)
 		b.shot("declined")
 
 		b.do("go back to the site",
@@ -132,10 +126,7 @@ func TestBrowser(t *testing.T) {
 		b.do("continue the checkout", chromedp.Click(chromedp.CSS("#subscribe")), chromedp.WaitVisible(chromedp.CSS("#pay")))
 		b.wantLocation(checkout)
 		b.do("pay with another card",
-			chromedp.SetValue(chromedp.CSS("#email"), "declined@example.com"),
-			chromedp.SetValue(chromedp.CSS("#card"), "4242 4242 4242 4242"),
-			chromedp.Click(chromedp.CSS("#pay")),
-			chromedp.WaitVisible(chromedp.CSS("#premium-content")))
+			append(pay("declined@example.com", "4242 4242 4242 4242"), chromedp.WaitVisible(chromedp.CSS("#premium-content")))...)
 		b.wantLocation(article)
 		sessions := 0
 		for _, s := range d.fake.Sessions() {
@@ -214,6 +205,15 @@ func TestBrowser(t *testing.T) {
 		}
 		b.shot("paywall-375")
 	})
+}
+
+// pay fills in the sandbox's checkout form and submits it.
+func pay(email, card string) []chromedp.Action[chromedp.Void] {
+	return []chromedp.Action[chromedp.Void]{
+		chromedp.SetValue(chromedp.CSS("#email"), email),
+		chromedp.SetValue(chromedp.CSS("#card"), card),
+		chromedp.Click(chromedp.CSS("#pay")),
+	}
 }
 
 // waitReason waits for the paywall's page with the given reason.

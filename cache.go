@@ -42,7 +42,7 @@ type account struct {
 	flights   singleflight.Group
 	downUntil atomic.Int64   // unix nanos; Stripe failed recently
 	slow      atomic.Bool    // a read outlasted staleWait and none has succeeded since
-	reads     sync.WaitGroup // Stripe reads under way, some of them past their request
+	reads     sync.WaitGroup // Stripe reads under way, some past their request: tests wait for them
 
 	// recent holds the epoch of the last invalidation of customers this
 	// node did not hold, so that a read of theirs already in flight is not

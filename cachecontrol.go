@@ -103,8 +103,8 @@ func privateCacheControl(v string) (out string, storable bool) {
 	kept := make([]string, 0, len(ds)+1)
 	private, noStore := false, false
 	for _, d := range ds {
-		name, _, qualified := strings.Cut(d, "=")
-		switch strings.ToLower(strings.TrimSpace(name)) {
+		name, qualified := directiveName(d)
+		switch name {
 		case "public", "s-maxage":
 			continue
 		case "private":
@@ -118,6 +118,13 @@ func privateCacheControl(v string) (out string, storable bool) {
 		kept = append([]string{"private"}, kept...)
 	}
 	return strings.Join(kept, ", "), !noStore
+}
+
+// directiveName is a Cache-Control directive's name in lower case, and
+// whether it has a value (`private="Set-Cookie"`, `max-age=60`).
+func directiveName(d string) (string, bool) {
+	name, _, hasValue := strings.Cut(d, "=")
+	return strings.ToLower(strings.TrimSpace(name)), hasValue
 }
 
 // splitDirectives splits a Cache-Control value at the commas that are not

@@ -127,9 +127,11 @@ type Handler struct {
 	CookieName string `json:"cookie_name,omitempty"`
 
 	// How many checkouts one client address may start (each visit to
-	// `<endpoint_prefix>/checkout` that asks Stripe) per window; the next
-	// get 429 with Retry-After. The address is Caddy's client IP, which
-	// honours the server's `trusted_proxies`. Default 30 per 10m.
+	// `<endpoint_prefix>/checkout` or `/portal` that asks Stripe) per
+	// window; the next get 429 with Retry-After. `/success` has an
+	// allowance of the same size, spent only by links that are not the
+	// visitor's. The address is Caddy's client IP, which honours the
+	// server's `trusted_proxies`; IPv6 counts by /64. Default 30 per 10m.
 	CheckoutLimit *CheckoutLimit `json:"checkout_limit,omitempty"`
 
 	// The Cache-Control header given to the pages a subscriber is let
@@ -360,8 +362,7 @@ func (h *Handler) Validate() error {
 		return fmt.Errorf("paywall: cache_control %q has a quoted string that does not end", h.CacheControl)
 	}
 	for _, d := range ds {
-		name, _, _ := strings.Cut(d, "=")
-		if n := strings.ToLower(strings.TrimSpace(name)); n == "public" || n == "s-maxage" {
+		if n, _ := directiveName(d); n == "public" || n == "s-maxage" {
 			return fmt.Errorf("paywall: cache_control %q would let a shared cache keep a subscriber's page for others; leave out %s (or use off, when your application sets its own)", h.CacheControl, n)
 		}
 	}
@@ -435,18 +436,14 @@ func storageOf(ctx caddy.Context) (s certmagic.Storage) {
 }
 
 // tlsAppOf returns Caddy's TLS app when the config has one, to ask which
-// names this Caddy holds certificates for; nil otherwise.
-func tlsAppOf(ctx caddy.Context) (c certificateHolder) {
-	defer func() {
-		if recover() != nil {
-			c = nil
-		}
-	}()
+// names this Caddy holds certificates for; nil otherwise (also for a context
+// made without a config, which AppIfConfigured reports as an error).
+func tlsAppOf(ctx caddy.Context) certificateHolder {
 	app, err := ctx.AppIfConfigured("tls")
 	if err != nil {
 		return nil
 	}
-	c, _ = app.(certificateHolder)
+	c, _ := app.(certificateHolder)
 	return c
 }
 

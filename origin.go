@@ -59,9 +59,14 @@ func (h *Handler) origin(r *http.Request) (base string, ok bool) {
 // splitHost returns the host name of a Host header value, without port or
 // brackets, and whether its port, if any, is a number from 1 to 65535.
 func splitHost(hostport string) (string, bool) {
+	if !strings.ContainsAny(hostport, ":[]") {
+		return strings.TrimSuffix(hostport, "."), true // no port; and no error to allocate
+	}
 	name, port, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]"), "."), !strings.ContainsAny(hostport, ":[]") || strings.HasPrefix(hostport, "[")
+	if err != nil { // a bracketed IPv6 address without a port, or nonsense
+		inner, ok := strings.CutPrefix(hostport, "[")
+		inner, closed := strings.CutSuffix(inner, "]")
+		return inner, ok && closed
 	}
 	if len(port) == 0 || len(port) > 5 {
 		return name, false
@@ -91,6 +96,9 @@ func forwarded(r *http.Request) bool {
 func isLoopback(name string) bool {
 	if name == "localhost" || strings.HasSuffix(name, ".localhost") {
 		return true
+	}
+	if name == "" || !(name[0] >= '0' && name[0] <= '9' || strings.Contains(name, ":")) {
+		return false // a name, not an address: nothing to parse
 	}
 	ip := net.ParseIP(name)
 	return ip != nil && ip.IsLoopback()

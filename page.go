@@ -24,7 +24,9 @@ import (
 // this site; html/template escapes every field for where it is used.
 //
 //	Lang         "en" or "id": the language chosen from Accept-Language
-//	Status       402, or 503 while Stripe cannot be reached
+//	Status       402, or 503 while Stripe cannot be reached (and 400, 403,
+//	             429 or 500 on the paywall's own endpoints)
+//	StatusText   the status's name in Lang
 //	Reason       no_subscription, subscription_ended, payment_failed,
 //	             trial_ended, checkout_not_completed or stripe_unavailable
 //	Title        a short heading for the reason, in Lang
@@ -50,6 +52,7 @@ import (
 type PageData struct {
 	Lang        string
 	Status      int
+	StatusText  string
 	Reason      string
 	Title       string
 	Detail      string
@@ -181,9 +184,6 @@ func (h *Handler) writeDenial(w http.ResponseWriter, r *http.Request, d denial) 
 	if d.Status == http.StatusServiceUnavailable && d.RetryAfter <= 0 {
 		d.RetryAfter = defaultRetryAfter
 	}
-	if d.notice && d.Status != http.StatusServiceUnavailable && d.Status != http.StatusTooManyRequests {
-		d.RetryAfter = 0
-	}
 	lang := negotiateLanguage(r.Header.Values("Accept-Language"))
 	asJSON := wantsProblemJSON(r.Header.Values("Accept"))
 
@@ -292,6 +292,7 @@ func newPageData(d denial, lang, supportURL string) PageData {
 	data := PageData{
 		Lang:        lang,
 		Status:      d.Status,
+		StatusText:  strs[statusKey(d.Status)],
 		Reason:      d.Reason,
 		Title:       strs["title_"+reason],
 		Detail:      strs["detail_"+reason],
@@ -308,6 +309,23 @@ func newPageData(d denial, lang, supportURL string) PageData {
 		data.CheckoutURL = ""
 	}
 	return data
+}
+
+// statusKey is the pageStrings key of a status's name.
+func statusKey(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return "status_400"
+	case http.StatusForbidden:
+		return "status_403"
+	case http.StatusTooManyRequests:
+		return "status_429"
+	case http.StatusInternalServerError:
+		return "status_500"
+	case http.StatusServiceUnavailable:
+		return "status_503"
+	}
+	return "status_402"
 }
 
 // withWait returns a copy of strs with {seconds} replaced by n and {wait}

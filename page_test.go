@@ -470,9 +470,15 @@ func TestLangFrenchFallsBackToEnglish(t *testing.T) {
 
 func TestPageStringsComplete(t *testing.T) {
 	en := pageStrings["en"]
-	for _, reason := range pageReasons {
+	// A reason without words would be shown no_subscription's.
+	for _, reason := range append(slices.Clone(pageReasons), noticeReasons...) {
 		if en["title_"+reason] == "" || en["detail_"+reason] == "" {
 			t.Errorf("no title or detail for %s", reason)
+		}
+	}
+	for _, status := range []int{400, 402, 403, 429, 500, 503} {
+		if en[fmt.Sprintf("status_%d", status)] == "" {
+			t.Errorf("no words for status %d", status)
 		}
 	}
 	if len(pageStrings) != len(pageLanguages) {

@@ -63,8 +63,8 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) error {
 		return caddyhttp.Error(http.StatusBadRequest, errors.New("paywall: webhook body is not a Stripe event"))
 	}
 	if ev.ID != "" && !h.account.seenEvents.first(ev.ID, t.UnixNano()) {
-		// A replay of a request already applied: Stripe's own retries
-		// come only when the first delivery failed, hours apart.
+		// A replay of a request already applied and answered 200:
+		// Stripe retries only the deliveries it got no 2xx for.
 		webhookEvents.WithLabelValues("duplicate").Inc()
 		h.logger.Debug("webhook event already applied", zap.String("type", ev.Type), zap.String("event", ev.ID))
 		w.WriteHeader(http.StatusOK)
@@ -210,8 +210,7 @@ func (s *eventSet) first(id string, t int64) bool {
 	if len(s.order) < seenEventsCap {
 		s.order = append(s.order, id)
 	} else {
-		old := s.order[s.head]
-		if s.until[old] != 0 && old != id {
+		if old := s.order[s.head]; old != id {
 			delete(s.until, old)
 		}
 		s.order[s.head] = id
