@@ -42,7 +42,7 @@ type account struct {
 	flights   singleflight.Group
 	downUntil atomic.Int64   // unix nanos; Stripe failed recently
 	slow      atomic.Bool    // a read outlasted staleWait and none has succeeded since
-	reads     sync.WaitGroup // Stripe reads under way, some past their request: tests wait for them
+	reads     sync.WaitGroup // reads that may outlive their request (customerState); tests wait for them
 
 	// recent holds the epoch of the last invalidation of customers this
 	// node did not hold, so that a read of theirs already in flight is not
@@ -267,9 +267,18 @@ func (h *Handler) customerState(customer string, t int64) ([]subscriptionState, 
 	// slow; facts a webhook said changed may not.
 	usable := e != nil && e.fetched > 0 && t-e.fetched < int64(h.CacheTTL)+int64(h.StaleIfError)
 	if !a.down(t) {
-		ch := a.flights.DoChan(customer, func() (any, error) {
-			return h.readCustomer(customer)
-		})
+		// The wait may end before the read (see staleWait): the read
+		// goes on in a goroutine counted in reads before it starts, so
+		// that whoever waits for reads never misses one.
+		ch := make(chan singleflight.Result, 1)
+		a.reads.Add(1)
+		go func() {
+			defer a.reads.Done()
+			v, err, shared := a.flights.Do(customer, func() (any, error) {
+				return h.readCustomer(customer)
+			})
+			ch <- singleflight.Result{Val: v, Err: err, Shared: shared}
+		}()
 		var res singleflight.Result
 		if usable && !e.stale {
 			if a.slow.Load() {
@@ -322,8 +331,6 @@ func (h *Handler) refreshCustomer(customer string, onlyKnown bool) (bool, error)
 
 func (h *Handler) readCustomer(customer string) ([]subscriptionState, error) {
 	a := h.account
-	a.reads.Add(1)
-	defer a.reads.Done()
 	start := a.epoch.Load()
 	cacheEvents.WithLabelValues("stripe_read").Inc()
 	subs, err := h.stripe.subscriptions(context.Background(), customer)
