@@ -267,17 +267,18 @@ func (h *Handler) customerState(customer string, t int64) ([]subscriptionState, 
 	// slow; facts a webhook said changed may not.
 	usable := e != nil && e.fetched > 0 && t-e.fetched < int64(h.CacheTTL)+int64(h.StaleIfError)
 	if !a.down(t) {
-		// The wait may end before the read (see staleWait): the read
-		// goes on in a goroutine counted in reads before it starts, so
+		// Joined here, so that concurrent misses share one read. The
+		// wait may end before the read (see staleWait): it is counted
+		// in reads until it ends, from before this request can end, so
 		// that whoever waits for reads never misses one.
+		flight := a.flights.DoChan(customer, func() (any, error) {
+			return h.readCustomer(customer)
+		})
 		ch := make(chan singleflight.Result, 1)
 		a.reads.Add(1)
 		go func() {
 			defer a.reads.Done()
-			v, err, shared := a.flights.Do(customer, func() (any, error) {
-				return h.readCustomer(customer)
-			})
-			ch <- singleflight.Result{Val: v, Err: err, Shared: shared}
+			ch <- <-flight
 		}()
 		var res singleflight.Result
 		if usable && !e.stale {
