@@ -4,6 +4,9 @@
 //
 //	go run ./cmd/stripe-sandbox -webhook-url http://localhost:8080/paywall/webhook -webhook-secret whsec_demo
 //
+// With -mailpit-url its index page also lists the mail a Mailpit instance
+// caught, such as sign-in links, as clickable links.
+//
 // Every flag can also be set through the environment variable shown in -help.
 // It listens on loopback only and stops on SIGINT or SIGTERM.
 package main
@@ -16,6 +19,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -43,6 +47,18 @@ func env(name, def string) string {
 	return def
 }
 
+// checkMailpitURL accepts "" or an absolute http(s) URL.
+func checkMailpitURL(raw string) error {
+	if raw == "" {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("-mailpit-url %q: want an http or https URL such as http://127.0.0.1:8025", raw)
+	}
+	return nil
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("stripe-sandbox", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -57,6 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	currency := fs.String("currency", env("STRIPE_SANDBOX_CURRENCY", stripefake.DefaultPrice.Currency), "currency (env STRIPE_SANDBOX_CURRENCY)")
 	interval := fs.String("interval", env("STRIPE_SANDBOX_INTERVAL", stripefake.DefaultPrice.Interval), "day, week, month or year (env STRIPE_SANDBOX_INTERVAL)")
 	apiVersion := fs.String("api-version", env("STRIPE_SANDBOX_API_VERSION", stripefake.DefaultAPIVersion), "api_version stamped on webhook events (env STRIPE_SANDBOX_API_VERSION)")
+	mailpitURL := fs.String("mailpit-url", env("STRIPE_SANDBOX_MAILPIT_URL", ""), "Mailpit `URL`, e.g. http://127.0.0.1:8025, whose mail the index page lists (env STRIPE_SANDBOX_MAILPIT_URL)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,6 +95,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *amount < 0 {
 		return fmt.Errorf("-amount %d: must not be negative", *amount)
 	}
+	if err := checkMailpitURL(*mailpitURL); err != nil {
+		return err
+	}
 
 	logger := log.New(stderr, "stripe-sandbox: ", log.LstdFlags)
 	price := stripefake.DefaultPrice
@@ -91,6 +111,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		APIVersion: *apiVersion,
 		Prices:     []stripefake.Price{price},
 		Logf:       logger.Printf,
+		MailpitURL: *mailpitURL,
 		OnDelivery: func(d stripefake.Delivery) {
 			if d.OK {
 				logger.Printf("webhook %s %s → %d", d.Type, d.EventID, d.StatusCode)
@@ -120,6 +141,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "  signing secret %s\n", secret)
 	} else {
 		fmt.Fprintf(stdout, "  webhooks       none (set -webhook-url)\n")
+	}
+	if *mailpitURL != "" {
+		fmt.Fprintf(stdout, "  mail           %s/ lists the mail caught by Mailpit at %s\n", srv.URL(), *mailpitURL)
 	}
 	fmt.Fprintf(stdout, "  test cards     4242 4242 4242 4242 succeeds, 4000 0000 0000 0002 is declined\n")
 	fmt.Fprintf(stdout, "Press Ctrl-C to stop.\n")

@@ -29,7 +29,9 @@ func (s *Server) routes() http.Handler {
 	api.HandleFunc("DELETE /v1/subscriptions/{id}", s.api(s.deleteSubscription))
 	api.HandleFunc("GET /v1/customers", s.api(s.listCustomers))
 	api.HandleFunc("POST /v1/customers", s.api(s.postCustomer))
+	api.HandleFunc("GET /v1/customers/search", s.api(s.searchCustomers))
 	api.HandleFunc("GET /v1/customers/{id}", s.api(s.getCustomer))
+	api.HandleFunc("POST /v1/customers/{id}", s.api(s.updateCustomer))
 	api.HandleFunc("GET /v1/prices", s.api(s.listPrices))
 	api.HandleFunc("GET /v1/prices/{id}", s.api(s.getByID("price")))
 	api.HandleFunc("GET /v1/products/{id}", s.api(s.getByID("product")))
@@ -49,6 +51,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /c/pay/{id}", s.checkoutSubmit)
 	mux.HandleFunc("GET /p/session/{id}", s.portalPage)
 	mux.HandleFunc("POST /p/session/{id}", s.portalSubmit)
+	mux.HandleFunc("GET /mail/{id}", s.mailPage)
 	mux.HandleFunc("GET /{$}", s.indexPage)
 	return mux
 }
@@ -753,6 +756,29 @@ func (s *Server) getCustomer(r *http.Request) (int, any) {
 	if !ok {
 		return missing("customer", id, "id", http.StatusNotFound)
 	}
+	return http.StatusOK, s.customerJSONLocked(c)
+}
+
+// updateCustomer changes email, name and metadata[…]; other parameters are
+// ignored. An email or name sent empty clears it.
+func (s *Server) updateCustomer(r *http.Request) (int, any) {
+	id := r.PathValue("id")
+	ch := customerChange{metadata: metadataParams(r.Form)}
+	if _, ok := r.Form["email"]; ok {
+		email := r.Form.Get("email")
+		ch.email = &email
+	}
+	if _, ok := r.Form["name"]; ok {
+		name := r.Form.Get("name")
+		ch.name = &name
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.customers[id]
+	if !ok {
+		return missing("customer", id, "id", http.StatusNotFound)
+	}
+	s.updateCustomerLocked(c, ch)
 	return http.StatusOK, s.customerJSONLocked(c)
 }
 

@@ -69,7 +69,10 @@ code{font-size:14px;background:#f3f5f8;border-radius:4px;padding:1px 4px;white-s
 ul{padding-left:20px;margin:6px 0}
 table{width:100%;border-collapse:collapse;font-size:14px}
 td,th{text-align:left;padding:4px 6px 4px 0;border-bottom:1px solid #e3e8ee;vertical-align:top;overflow-wrap:normal}
-td.id{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;word-break:break-all}`
+td.id{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;word-break:break-all}
+details{border-bottom:1px solid #e3e8ee;padding:6px 0;font-size:14px}
+summary{cursor:pointer}
+pre.mail{white-space:pre-wrap;overflow-wrap:anywhere;font:13px/1.45 ui-monospace,Menlo,Consolas,monospace;background:#f3f5f8;border-radius:6px;padding:10px;margin:8px 0}`
 
 var pages = template.Must(template.New("pages").Parse(`
 {{define "head"}}<!doctype html>
@@ -140,10 +143,28 @@ var pages = template.Must(template.New("pages").Parse(`
 <div class="card"><h1>{{.Title}}</h1><p>{{.Text}}</p></div>
 {{template "foot"}}{{end}}
 
+{{define "body"}}{{range .}}{{if .URL}}<a href="{{.URL}}">{{.Text}}</a>{{else}}{{.Text}}{{end}}{{end}}{{end}}
+
+{{define "mail"}}{{template "head" .Subject}}
+<a id="back" href="/">← Sandbox</a>
+<div class="card"><h1 id="subject">{{.Subject}}</h1>
+<div class="muted">From {{.From}}<br>To {{.To}}<br>{{.Time}}</div>
+<pre class="mail" id="mail-body">{{template "body" .Body}}</pre></div>
+{{template "foot"}}{{end}}
+
+{{define "mailcard"}}<div class="card" id="mail"><h2>Mail</h2>
+{{if .Err}}<p class="muted" id="mail-error">{{.Err}}</p>
+{{else if .Rows}}{{range .Rows}}<details id="mail-{{.ID}}"{{if .Open}} open{{end}}><summary>{{.Time}} · {{.To}} · <strong>{{.Subject}}</strong></summary>
+{{if .Err}}<p class="error">{{.Err}}</p>{{else}}<pre class="mail">{{template "body" .Body}}</pre>{{end}}
+<a href="/mail/{{.ID}}">Open this message</a></details>{{end}}
+{{else}}<p class="muted">No mail yet.</p>{{end}}
+{{if not .Err}}<p class="muted">Read from Mailpit at <code>{{.URL}}</code>, newest first.</p>{{end}}</div>{{end}}
+
 {{define "index"}}{{template "head" "Home"}}
 <div class="card"><h1>Stripe sandbox</h1>
 <p>An offline stand-in for the Stripe API, Checkout, the billing portal and webhooks. Any <code>sk_test_…</code> key is accepted.</p>
 <p class="muted">API base URL: <code>{{.URL}}</code></p></div>
+{{with .Mail}}{{template "mailcard" .}}{{end}}
 <div class="card"><h2>Prices</h2><ul>{{range .Prices}}<li><code>{{.ID}}</code> {{.Label}}</li>{{end}}</ul></div>
 <div class="card"><h2>Webhook endpoints</h2>{{if .Endpoints}}<ul>{{range .Endpoints}}<li>{{.}}</li>{{end}}</ul>{{else}}<p class="muted">None: events are generated but not delivered.</p>{{end}}</div>
 <div class="card"><h2>Checkout sessions</h2>{{if .Sessions}}<table>{{range .Sessions}}<tr><td class="id">{{if eq .Status "open"}}<a href="/c/pay/{{.ID}}">{{.Short}}</a>{{else}}{{.Short}}{{end}}</td><td>{{.Status}}</td><td class="id">{{.Customer}}</td></tr>{{end}}</table>{{else}}<p class="muted">None yet.</p>{{end}}</div>
@@ -408,7 +429,8 @@ func (s *Server) indexPage(w http.ResponseWriter, r *http.Request) {
 		Sessions   []sessRow
 		Subs       []subRow
 		Deliveries []Delivery
-	}{URL: s.baseURL(r)}
+		Mail       *mailSection
+	}{URL: s.baseURL(r), Mail: s.mailSection(r.Context())}
 	s.mu.Lock()
 	for _, id := range s.priceIDs {
 		p := s.prices[id]

@@ -15,7 +15,11 @@
 // SetSubscription, AddPrice) send no webhooks. Methods that simulate what a
 // visitor or Stripe's billing engine does (CompleteCheckout, CancelSubscription,
 // FailRenewal, UpdatePaymentMethod, Renew, SetCancelAtPeriodEnd, ExpireCheckout)
-// send the webhooks Stripe would send.
+// send the webhooks Stripe would send. UpdateCustomer sends customer.updated,
+// as the API call does.
+//
+// Customer search lags writes the way Stripe's does when SetSearchLag is
+// given a duration (see search.go).
 package stripefake
 
 import (
@@ -23,6 +27,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"sort"
@@ -122,6 +127,10 @@ type Options struct {
 	// OnDelivery, when set, is called after each delivery attempt, from the
 	// delivering goroutine.
 	OnDelivery func(Delivery)
+	// MailpitURL, when set, is the base URL of a Mailpit instance (such as
+	// http://127.0.0.1:8025). The index page then lists the newest mail it
+	// caught, and /mail/{id} shows one message, with clickable links.
+	MailpitURL string
 }
 
 // Price is a recurring price and its product.
@@ -142,6 +151,9 @@ type Customer struct {
 	Created  time.Time
 	Metadata map[string]string
 	seq      int64
+	// versions records email and metadata after each change, oldest
+	// first, for search with a lag.
+	versions []customerVersion
 }
 
 // Subscription is a stored subscription with one item. Zero times are
@@ -232,6 +244,7 @@ type Server struct {
 	outage    Outage
 	outageFor map[string]Outage // by call key; wins over outage
 	latency   time.Duration
+	searchLag time.Duration
 	idem      map[string]idemEntry
 
 	endpoints  []*endpoint
@@ -248,6 +261,7 @@ type Server struct {
 	wg        sync.WaitGroup // delivery workers and the listener goroutine
 	client    *http.Client
 	handler   http.Handler
+	mailpit   *mailpitClient // nil without Options.MailpitURL
 
 	httpSrv *http.Server
 	url     string
@@ -315,6 +329,9 @@ func New(opts Options) *Server {
 	}
 	for _, p := range prices {
 		s.AddPrice(p)
+	}
+	if opts.MailpitURL != "" {
+		s.mailpit = newMailpitClient(opts.MailpitURL)
 	}
 	s.handler = s.routes()
 	return s
@@ -428,6 +445,7 @@ func cloneMap(m map[string]string) map[string]string {
 
 func (c Customer) clone() Customer {
 	c.Metadata = cloneMap(c.Metadata)
+	c.versions = nil // only search reads them, under the lock
 	return c
 }
 
@@ -511,7 +529,70 @@ func (s *Server) CreateCustomer(email string) string {
 func (s *Server) createCustomerLocked(email, name string, md map[string]string) *Customer {
 	c := &Customer{ID: newID("cus_", 14), Email: email, Name: name, Created: s.now(), Metadata: cloneMap(md), seq: s.nextSeq()}
 	s.customers[c.ID] = c
+	s.recordVersionLocked(c)
 	return c
+}
+
+// UpdateCustomer changes a stored customer the way POST /v1/customers/{id}
+// does: a non-empty email replaces the old one, metadata is merged into the
+// old metadata (an empty value deletes its key). When anything changed it
+// sends customer.updated with previous_attributes. It returns ErrNotFound for
+// an unknown id.
+func (s *Server) UpdateCustomer(id string, email string, metadata map[string]string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.customers[id]
+	if !ok {
+		return ErrNotFound
+	}
+	ch := customerChange{metadata: metadata}
+	if email != "" {
+		ch.email = &email
+	}
+	s.updateCustomerLocked(c, ch)
+	return nil
+}
+
+// customerChange is an update to a customer; nil fields are left alone.
+type customerChange struct {
+	email, name *string
+	metadata    map[string]string // merged; "" deletes a key
+}
+
+// updateCustomerLocked applies ch and, if anything changed, records a search
+// version and sends customer.updated.
+func (s *Server) updateCustomerLocked(c *Customer, ch customerChange) {
+	prev := map[string]any{}
+	if ch.email != nil && *ch.email != c.Email {
+		prev["email"] = strOrNil(c.Email)
+		c.Email = *ch.email
+	}
+	if ch.name != nil && *ch.name != c.Name {
+		prev["name"] = strOrNil(c.Name)
+		c.Name = *ch.name
+	}
+	if md := mergeMetadata(c.Metadata, ch.metadata); !maps.Equal(md, c.Metadata) {
+		prev["metadata"] = metaJSON(c.Metadata)
+		c.Metadata = md
+	}
+	if len(prev) == 0 {
+		return
+	}
+	s.recordVersionLocked(c)
+	s.emitUpdateLocked("customer.updated", s.customerJSONLocked(c), prev)
+}
+
+// mergeMetadata returns old with changes applied; an empty value deletes.
+func mergeMetadata(old, changes map[string]string) map[string]string {
+	out := cloneMap(old)
+	for k, v := range changes {
+		if v == "" {
+			delete(out, k)
+		} else {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // Customer returns a copy of a stored customer.
@@ -1036,7 +1117,8 @@ func (s *Server) SetLatency(d time.Duration) {
 
 // Calls returns how many API requests matched key, "METHOD /path" with ids
 // replaced by {id}: "GET /v1/subscriptions", "POST /v1/checkout/sessions",
-// "GET /v1/checkout/sessions/{id}", "POST /v1/billing_portal/sessions".
+// "GET /v1/checkout/sessions/{id}", "POST /v1/billing_portal/sessions",
+// "GET /v1/customers/search", "POST /v1/customers/{id}".
 // Every request under /v1/ counts, whatever its outcome. Key "" is the total.
 func (s *Server) Calls(key string) int {
 	s.mu.Lock()

@@ -126,9 +126,20 @@ func (s *Server) WaitDeliveries() {
 	<-ch
 }
 
-// emitLocked builds an event, records it and queues it to every matching
-// endpoint. s.mu must be held.
+// emitLocked sends an event whose data.object is object. s.mu must be held.
 func (s *Server) emitLocked(eventType string, object any) string {
+	return s.emitDataLocked(eventType, map[string]any{"object": object})
+}
+
+// emitUpdateLocked is emitLocked for *.updated events, whose data carries
+// the old values of the changed fields in previous_attributes.
+func (s *Server) emitUpdateLocked(eventType string, object any, previous map[string]any) string {
+	return s.emitDataLocked(eventType, map[string]any{"object": object, "previous_attributes": previous})
+}
+
+// emitDataLocked builds an event with the given data, records it and queues
+// it to every matching endpoint. s.mu must be held.
+func (s *Server) emitDataLocked(eventType string, data map[string]any) string {
 	now := s.now()
 	ev := &Event{ID: newID("evt_", 24), Type: eventType, Created: now}
 	var targets []*endpoint
@@ -146,7 +157,7 @@ func (s *Server) emitLocked(eventType string, object any) string {
 		"pending_webhooks": len(targets),
 		"request":          map[string]any{"id": nil, "idempotency_key": nil},
 		"type":             eventType,
-		"data":             map[string]any{"object": object},
+		"data":             data,
 	}
 	payload, err := json.Marshal(body)
 	if err != nil {
