@@ -4,7 +4,8 @@
 #
 #   scripts/tools.sh [go] [browser] [bench]    (no argument: all of them)
 #
-#   go       stripe-mock and xcaddy, with `go install …@version`
+#   go       stripe-mock, xcaddy and Mailpit (the SMTP server the mail tests
+#            run), with `go install …@version`
 #   browser  Debian's chromium and chromium-driver, for the browser test
 #   bench    Debian's wrk, for `make bench`
 #
@@ -14,6 +15,7 @@ set -euo pipefail
 
 STRIPE_MOCK_VERSION=v0.203.0
 XCADDY_VERSION=v0.4.5
+MAILPIT_VERSION=v1.33.1
 
 GO=${GO:-go}
 gobin=$("$GO" env GOBIN)
@@ -67,6 +69,7 @@ for w in "${want[@]}"; do
 	go)
 		go_tool stripe-mock github.com/stripe/stripe-mock "$STRIPE_MOCK_VERSION"
 		go_tool xcaddy github.com/caddyserver/xcaddy/cmd/xcaddy "$XCADDY_VERSION"
+		go_tool mailpit github.com/axllent/mailpit "$MAILPIT_VERSION"
 		;;
 	browser)
 		debs chromium chromium-driver
