@@ -42,7 +42,7 @@ type account struct {
 	flights   singleflight.Group
 	downUntil atomic.Int64   // unix nanos; Stripe failed recently
 	slow      atomic.Bool    // a read outlasted staleWait and none has succeeded since
-	reads     sync.WaitGroup // reads that may outlive their request (customerState); tests wait for them
+	reads     sync.WaitGroup // work that may outlive its request (reads, sign-in mails); tests wait for it
 
 	// recent holds the epoch of the last invalidation of customers this
 	// node did not hold, so that a read of theirs already in flight is not
@@ -59,12 +59,23 @@ type account struct {
 	// one limiter per configured limit, kept while a handler uses it.
 	checkoutBudget *tokenBucket
 	limitersMu     sync.Mutex
-	limiters       map[checkoutLimit]*sharedLimiter
+	limiters       map[limitSpec]*sharedLimiter
 	limitTrips     logThrottle
+
+	// logins maps the site's users to customers, one cache per kind of
+	// identity (see loginCache), kept while a handler uses it.
+	loginsMu sync.Mutex
+	logins   map[string]*loginCache
+
+	// usedSignins holds the sign-in links already used, until they expire.
+	usedSignins eventSet
 }
 
-// checkoutLimit is a checkout_limit setting: n per window.
-type checkoutLimit struct {
+// limitSpec is a limit setting: n per window, of one kind (checkout,
+// sign-in per address, sign-in per client address), so that two kinds with
+// the same numbers do not share counts.
+type limitSpec struct {
+	kind   string
 	n      int
 	window time.Duration
 }
@@ -77,7 +88,7 @@ type sharedLimiter struct {
 // limiter returns the account's limiter for a setting, made on first use.
 // A config reload provisions the new handlers before it cleans up the old,
 // so a setting that stays keeps its counts.
-func (a *account) limiter(l checkoutLimit) *clientLimiter {
+func (a *account) limiter(l limitSpec) *clientLimiter {
 	a.limitersMu.Lock()
 	defer a.limitersMu.Unlock()
 	sl := a.limiters[l]
@@ -90,7 +101,7 @@ func (a *account) limiter(l checkoutLimit) *clientLimiter {
 }
 
 // releaseLimiter forgets a setting's limiter once no handler uses it.
-func (a *account) releaseLimiter(l checkoutLimit) {
+func (a *account) releaseLimiter(l limitSpec) {
 	a.limitersMu.Lock()
 	defer a.limitersMu.Unlock()
 	if sl := a.limiters[l]; sl != nil {
@@ -118,7 +129,8 @@ func newAccount(max int) *account {
 		recent:    make(map[string]uint64),
 
 		checkoutBudget: newTokenBucket(checkoutBudgetRate, checkoutBudgetBurst),
-		limiters:       make(map[checkoutLimit]*sharedLimiter),
+		limiters:       make(map[limitSpec]*sharedLimiter),
+		logins:         make(map[string]*loginCache),
 	}
 }
 

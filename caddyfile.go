@@ -44,6 +44,17 @@ func init() {
 //		cache_control   <value>|off
 //		public_url      <https://host>
 //		checkout_limit  <n> per <duration> | off
+//		email {
+//			smtp     <host:port>
+//			username <user>
+//			password <password>
+//			from     <"Name <addr@host>">
+//			tls      starttls|implicit|off
+//		}
+//		signin_link_ttl <duration>
+//		signin_limit    <n> per <duration> | off
+//		signin_ip_limit <n> per <duration> | off
+//		identity        cookie | <placeholder> email|customer | <placeholder> metadata <key>
 //	}
 func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	h.Next() // the directive name, so that the matcher token comes next
@@ -140,7 +151,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("endpoint_prefix %q must start with / and not be / alone", v)
 			}
 			h.EndpointPrefix = v
-		case "cache_ttl", "stale_if_error", "grace_period", "stripe_timeout", "cookie_max_age":
+		case "cache_ttl", "stale_if_error", "grace_period", "stripe_timeout", "cookie_max_age", "signin_link_ttl":
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
@@ -162,6 +173,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.StripeTimeout = caddy.Duration(dur)
 			case "cookie_max_age":
 				h.CookieMaxAge = caddy.Duration(dur)
+			case "signin_link_ttl":
+				h.SigninLinkTTL = caddy.Duration(dur)
 			}
 		case "trial_days", "cache_size":
 			if !d.NextArg() {
@@ -176,23 +189,46 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				h.CacheSize = n
 			}
-		case "checkout_limit":
+		case "checkout_limit", "signin_limit", "signin_ip_limit":
+			l, err := parseLimit(d, opt)
+			if err != nil {
+				return err
+			}
+			switch opt {
+			case "checkout_limit":
+				h.CheckoutLimit = l
+			case "signin_limit":
+				h.SigninLimit = l
+			default:
+				h.SigninIPLimit = l
+			}
+			continue
+		case "email":
+			if d.NextArg() {
+				return d.Err("email takes a block: email { smtp <host:port> … }")
+			}
+			e, err := parseEmailBlock(d)
+			if err != nil {
+				return err
+			}
+			h.Email = e
+			continue
+		case "identity":
 			args := d.RemainingArgs()
 			switch {
-			case len(args) == 1 && args[0] == "off":
-				h.CheckoutLimit = &CheckoutLimit{Off: true}
-			case len(args) == 3 && args[1] == "per":
-				n, err := strconv.Atoi(args[0])
-				if err != nil || n <= 0 {
-					return d.Errf("checkout_limit: %q is not a positive whole number", args[0])
-				}
-				dur, err := caddy.ParseDuration(args[2])
-				if err != nil || dur <= 0 {
-					return d.Errf("checkout_limit: %q is not a positive duration", args[2])
-				}
-				h.CheckoutLimit = &CheckoutLimit{Max: n, Per: caddy.Duration(dur)}
+			case len(args) == 1 && args[0] == "cookie":
+				h.Identity = nil
+			case len(args) == 2 && (args[1] == loginEmail || args[1] == loginCustomer):
+				h.Identity = &Identity{Source: args[0], Kind: args[1]}
+			case len(args) == 3 && args[1] == loginMetadata:
+				h.Identity = &Identity{Source: args[0], Kind: args[1], MetadataKey: args[2]}
 			default:
-				return d.Err("checkout_limit takes <n> per <duration> (such as 30 per 10m) or off")
+				return d.Err("identity takes cookie, or <placeholder> email, <placeholder> customer, or <placeholder> metadata <key>")
+			}
+			if h.Identity != nil {
+				if _, err := newLoginSource(h.Identity); err != nil {
+					return d.Err(err.Error())
+				}
 			}
 			continue
 		case "allow_promotion_codes":
@@ -231,6 +267,71 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Err("price or product is required")
 	}
 	return nil
+}
+
+// parseLimit reads <n> per <duration>, or off, for the option opt.
+func parseLimit(d *caddyfile.Dispenser, opt string) (*Limit, error) {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 1 && args[0] == "off":
+		return &Limit{Off: true}, nil
+	case len(args) == 3 && args[1] == "per":
+		n, err := strconv.Atoi(args[0])
+		if err != nil || n <= 0 {
+			return nil, d.Errf("%s: %q is not a positive whole number", opt, args[0])
+		}
+		dur, err := caddy.ParseDuration(args[2])
+		if err != nil || dur <= 0 {
+			return nil, d.Errf("%s: %q is not a positive duration", opt, args[2])
+		}
+		return &Limit{Max: n, Per: caddy.Duration(dur)}, nil
+	}
+	return nil, d.Errf("%s takes <n> per <duration> (such as 30 per 10m) or off", opt)
+}
+
+// parseEmailBlock reads the email block. Its errors never quote the
+// password.
+func parseEmailBlock(d *caddyfile.Dispenser) (*EmailConfig, error) {
+	e := &EmailConfig{}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return nil, d.Errf("email: %s given more than once", opt)
+		}
+		seen[opt] = true
+		if !d.NextArg() {
+			return nil, d.Errf("email: %s needs a value", opt)
+		}
+		v := d.Val()
+		switch opt {
+		case "smtp":
+			e.SMTP = v
+		case "username":
+			e.Username = v
+		case "password":
+			e.Password = v
+		case "from":
+			e.From = v
+		case "tls":
+			if v != "starttls" && v != "implicit" && v != "off" {
+				return nil, d.Errf("email: tls %q must be starttls, implicit or off", v)
+			}
+			e.TLS = v
+		default:
+			return nil, d.Errf("email: unrecognized option '%s' (smtp, username, password, from, tls)", opt)
+		}
+		if d.NextArg() {
+			return nil, d.Errf("email: %s takes one value (quote a from with spaces: from \"Name <addr@example.com>\")", opt)
+		}
+	}
+	if e.SMTP == "" {
+		return nil, d.Err("email: smtp <host:port> is required")
+	}
+	if e.From == "" {
+		return nil, d.Err(`email: from is required, such as from "Example News <news@example.com>"`)
+	}
+	return e, nil
 }
 
 // Interface guards

@@ -24,6 +24,7 @@ const (
 	leakSecretKey     = "sk_test_51Hq4eC39HqLyjWDarjtT1zdp7dc"
 	leakWebhookSecret = "whsec_Qx7vN2mKp9RtLs4WzYb8"
 	leakCookieSecret  = "cookie-Zr8Lq2Wx6Nv4Tp0Ks3Hm9Jd7Fb5Gc1Ya"
+	leakSMTPPassword  = "smtp-Pw7Gh3Lk9Qe2Xr5"
 )
 
 // secretLeakMarkers are substrings whose presence in an error means a
@@ -32,6 +33,7 @@ var secretLeakMarkers = []string{
 	leakSecretKey, "4eC39HqL",
 	leakWebhookSecret, "Qx7vN2mK",
 	leakCookieSecret, "Zr8Lq2Wx",
+	leakSMTPPassword, "Pw7Gh3Lk",
 	"pk_test_123", "pk_live_Vt5Ue3",
 	"rk_live_Mn3Bc8Xz",
 }
@@ -122,13 +124,52 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				StripeTimeout:       caddy.Duration(2500 * time.Millisecond),
 				CookieMaxAge:        caddy.Duration(7 * 24 * time.Hour),
 				CookieName:          "pw",
-				CheckoutLimit:       &CheckoutLimit{Max: 5, Per: caddy.Duration(time.Hour)},
+				CheckoutLimit:       &Limit{Max: 5, Per: caddy.Duration(time.Hour)},
 			},
+		},
+		{
+			name: "email sign-in",
+			input: `paywall {
+				secret_key {env.K}
+				price price_1
+				email {
+					smtp     smtp.example.com:587
+					username {env.SMTP_USER}
+					password {env.SMTP_PASSWORD}
+					from     "Example News <news@example.com>"
+					tls      starttls
+				}
+				signin_link_ttl 10m
+				signin_limit    2 per 1h
+				signin_ip_limit off
+			}`,
+			want: &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"},
+				Email: &EmailConfig{SMTP: "smtp.example.com:587", Username: "{env.SMTP_USER}", Password: "{env.SMTP_PASSWORD}",
+					From: "Example News <news@example.com>", TLS: "starttls"},
+				SigninLinkTTL: caddy.Duration(10 * time.Minute),
+				SigninLimit:   &Limit{Max: 2, Per: caddy.Duration(time.Hour)},
+				SigninIPLimit: &Limit{Off: true}},
+		},
+		{
+			name:  "identity email",
+			input: "paywall {\n secret_key {env.K}\n price price_1\n identity {http.auth.user.id} email\n}",
+			want:  &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"}, Identity: &Identity{Source: "{http.auth.user.id}", Kind: "email"}},
+		},
+		{
+			name:  "identity metadata",
+			input: "paywall {\n secret_key {env.K}\n price price_1\n identity {http.request.header.X-User} metadata user_id\n}",
+			want: &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"},
+				Identity: &Identity{Source: "{http.request.header.X-User}", Kind: "metadata", MetadataKey: "user_id"}},
+		},
+		{
+			name:  "identity cookie",
+			input: "paywall {\n secret_key {env.K}\n price price_1\n identity cookie\n}",
+			want:  &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"}},
 		},
 		{
 			name:  "checkout_limit off",
 			input: "paywall {\n secret_key {env.K}\n price price_1\n checkout_limit off\n}",
-			want:  &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"}, CheckoutLimit: &CheckoutLimit{Off: true}},
+			want:  &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"}, CheckoutLimit: &Limit{Off: true}},
 		},
 		{
 			name: "placeholders in secrets and prices",
@@ -208,6 +249,19 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"unknown option", block(key, price, "colour blue"), []string{"colour", "unrecognized"}},
 		{"unknown option holding a secret", block(price, "stripe_key "+leakSecretKey), []string{"stripe_key"}},
 		{"bad duration", block(key, price, "cache_ttl soon"), []string{"cache_ttl", "soon"}},
+		{"email without block", block(key, price, "email smtp.example.com:587"), []string{"email", "block"}},
+		{"email without smtp", block(key, price, "email {\nfrom news@example.com\n}"), []string{"email", "smtp", "required"}},
+		{"email without from", block(key, price, "email {\nsmtp a:25\n}"), []string{"email", "from", "required"}},
+		{"email bad tls", block(key, price, "email {\nsmtp a:25\nfrom a@b.c\ntls maybe\n}"), []string{"email", "tls", "maybe"}},
+		{"email unknown option", block(key, price, "email {\nsmtp a:25\nfrom a@b.c\nport 25\n}"), []string{"email", "port"}},
+		{"email unquoted from", block(key, price, "email {\nsmtp a:25\nfrom News <a@b.c>\n}"), []string{"email", "from", "quote"}},
+		{"bad signin_limit", block(key, price, "signin_limit 3"), []string{"signin_limit"}},
+		{"bad signin_ip_limit", block(key, price, "signin_ip_limit 0 per 1m"), []string{"signin_ip_limit"}},
+		{"bad signin_link_ttl", block(key, price, "signin_link_ttl soon"), []string{"signin_link_ttl"}},
+		{"identity of nothing", block(key, price, "identity"), []string{"identity"}},
+		{"identity bad kind", block(key, price, "identity {http.auth.user.id} name"), []string{"identity"}},
+		{"identity from the client", block(key, price, "identity {http.request.cookie.user} email"), []string{"identity", "client"}},
+		{"identity metadata without key", block(key, price, "identity {http.auth.user.id} metadata"), []string{"identity"}},
 		{"negative duration", block(key, price, "stale_if_error -5m"), []string{"stale_if_error", "negative"}},
 		{"negative grace_period", block(key, price, "grace_period -1d"), []string{"grace_period"}},
 		{"bad stripe_timeout", block(key, price, "stripe_timeout fast"), []string{"stripe_timeout"}},
@@ -273,6 +327,7 @@ func TestUnmarshalCaddyfileErrorsNeverEchoSecrets(t *testing.T) {
 		"secret_key " + leakSecretKey,
 		"webhook_secret " + leakWebhookSecret,
 		"cookie_secret " + leakCookieSecret,
+		"email {\nsmtp a:25\npassword " + leakSMTPPassword + "\nbogus x\n}",
 	}
 	mistakes := []string{
 		"price",

@@ -97,11 +97,19 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 	t := now()
 	var customer string
 	trialDays := h.TrialDays
-	id, known, err := h.cookies.identify(r, t.Unix())
+	id, err := h.who(r, replacerOf(r), t)
 	if err != nil {
 		return h.unavailable(w, r, ret)
 	}
-	if known {
+	if h.login != nil && (id.login == "" || h.login.kind == loginCustomer && id.customer == "") {
+		// Sold to nobody: the site's login must say who pays, and with
+		// kind customer, name a customer the subscription can land on.
+		if id.login != "" {
+			h.logger.Warn("identity: the site's login is not a Stripe customer ID (cus_…), so no checkout can be made for it")
+		}
+		return h.notice(w, r, http.StatusForbidden, reasonIdentityMissing, ret, 0)
+	}
+	if id.customer != "" {
 		subs, err := h.customerState(id.customer, t.UnixNano())
 		if err != nil {
 			return h.unavailable(w, r, ret)
@@ -155,9 +163,18 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Stripe replaces {CHECKOUT_SESSION_ID} only when it stands unescaped.
 	success := base + h.prefix + "/success?return=" + url.QueryEscape(ret) + "&session_id={CHECKOUT_SESSION_ID}"
+	var email string
+	if h.login != nil && customer == "" {
+		if h.login.kind == loginEmail {
+			email = id.login
+		} else if customer, err = h.customerForCheckout(ctx, id.login); err != nil {
+			return h.stripeFailed(w, r, ret, err)
+		}
+	}
 	req := checkoutRequest{
 		Price:               price,
 		Customer:            customer,
+		CustomerEmail:       email,
 		SuccessURL:          success,
 		CancelURL:           base + ret,
 		ClientReferenceID:   nonce,
@@ -166,11 +183,13 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 		ExpiresAt:           t.Add(checkoutLifetime),
 	}
 	sess, err := h.stripe.createCheckout(ctx, req)
-	if errors.Is(err, errStripeNotFound) && customer != "" {
+	if errors.Is(err, errStripeNotFound) && customer != "" && (h.login == nil || h.login.kind == loginEmail) {
 		// The customer was deleted in Stripe (or the cookie comes from
-		// test mode): subscribe as a new customer.
+		// test mode): subscribe as a new customer, with the login's
+		// email. A customer ID or metadata login names its customer, and
+		// is never sold to another.
 		if err = h.spend(t); err == nil {
-			req.Customer = ""
+			req.Customer, req.CustomerEmail = "", id.login
 			sess, err = h.stripe.createCheckout(ctx, req)
 		}
 	}
@@ -364,11 +383,17 @@ func (h *Handler) serveSuccess(w http.ResponseWriter, r *http.Request) error {
 // cookie: the customer is only marked stale here, and the page they return
 // to reads Stripe.
 func (h *Handler) finishCheckout(w http.ResponseWriter, r *http.Request, sess checkoutSession, ret string) error {
-	cookie, err := h.cookies.issue(r, sess.Customer)
-	if err != nil {
-		return h.unavailable(w, r, ret)
+	if h.login == nil {
+		cookie, err := h.cookies.issue(r, sess.Customer)
+		if err != nil {
+			return h.unavailable(w, r, ret)
+		}
+		http.SetCookie(w, cookie)
+	} else {
+		// The site's login, not a cookie, says who this is: remember
+		// the customer the checkout made for it.
+		h.learnLogin(h.login.value(r, replacerOf(r), h.logger), sess)
 	}
-	http.SetCookie(w, cookie)
 	http.SetCookie(w, h.cookies.clear(r, h.checkoutCookieName(r)))
 	if h.cookies.secure(r) {
 		http.SetCookie(w, h.cookies.clear(r, h.cookies.nonce)) // set before __Host- was used

@@ -168,7 +168,7 @@ func TestSuccessRefusalsExplainWhatToDo(t *testing.T) {
 }
 
 func TestCheckoutLimitPerClientAddress(t *testing.T) {
-	w := newWorld(t, func(h *Handler) { h.CheckoutLimit = &CheckoutLimit{Max: 3, Per: caddy.Duration(30 * time.Minute)} })
+	w := newWorld(t, func(h *Handler) { h.CheckoutLimit = &Limit{Max: 3, Per: caddy.Duration(30 * time.Minute)} })
 	core, logs := observer.New(zapcore.WarnLevel)
 	w.h.logger = zap.New(core)
 	for i := 0; i < 3; i++ {
@@ -199,10 +199,10 @@ func TestCheckoutLimitPerClientAddress(t *testing.T) {
 
 func TestCheckoutLimitDefaultsAndOff(t *testing.T) {
 	w := newWorld(t)
-	if w.h.checkoutLimit != (checkoutLimit{30, 10 * time.Minute}) || w.h.limiter == nil {
+	if w.h.checkoutLimit != (limitSpec{"checkout", 30, 10 * time.Minute}) || w.h.limiter == nil {
 		t.Errorf("default checkout limit %+v", w.h.checkoutLimit)
 	}
-	off := newWorld(t, func(h *Handler) { h.CheckoutLimit = &CheckoutLimit{Off: true} })
+	off := newWorld(t, func(h *Handler) { h.CheckoutLimit = &Limit{Off: true} })
 	if off.h.limiter != nil {
 		t.Error("checkout_limit off still limits")
 	}
@@ -217,7 +217,7 @@ func TestCheckoutLimitDefaultsAndOff(t *testing.T) {
 }
 
 func TestACheckoutFloodLeavesStripesReadsToPayers(t *testing.T) {
-	w := newWorld(t, func(h *Handler) { h.CheckoutLimit = &CheckoutLimit{Off: true} })
+	w := newWorld(t, func(h *Handler) { h.CheckoutLimit = &Limit{Off: true} })
 	w.fake.SetOutageFor("POST /v1/checkout/sessions", stripefake.OutageRateLimit)
 	busy := 0
 	for i := 0; i < 100; i++ {
@@ -459,7 +459,7 @@ func TestACheckoutWhosePaymentIsUnderWayIsNotSoldAgain(t *testing.T) {
 }
 
 func TestMadeUpSuccessLinksAreHeldToTheCheckoutLimit(t *testing.T) {
-	w := newWorld(t, func(h *Handler) { h.CheckoutLimit = &CheckoutLimit{Max: 5, Per: caddy.Duration(time.Hour)} })
+	w := newWorld(t, func(h *Handler) { h.CheckoutLimit = &Limit{Max: 5, Per: caddy.Duration(time.Hour)} })
 	for i := 0; i < 20; i++ {
 		c := w.browser()
 		u, _ := url.Parse(w.site.URL)
@@ -472,7 +472,7 @@ func TestMadeUpSuccessLinksAreHeldToTheCheckoutLimit(t *testing.T) {
 }
 
 func TestAnIPv6HostCountsAsOneAddress(t *testing.T) {
-	w := newWorld(t, func(h *Handler) { h.CheckoutLimit = &CheckoutLimit{Max: 2, Per: caddy.Duration(time.Hour)} })
+	w := newWorld(t, func(h *Handler) { h.CheckoutLimit = &Limit{Max: 2, Per: caddy.Duration(time.Hour)} })
 	t0 := now().UnixNano()
 	allowed := 0
 	for i := 1; i <= 4; i++ {
@@ -542,7 +542,7 @@ func TestAReplacedCheckoutIsClosedSoItCannotBePaidToo(t *testing.T) {
 }
 
 func TestAPayerComingBackFromStripeIsNotHeldToTheLimitsOfOthers(t *testing.T) {
-	w := newWorld(t, func(h *Handler) { h.CheckoutLimit = &CheckoutLimit{Max: 1, Per: caddy.Duration(time.Hour)} })
+	w := newWorld(t, func(h *Handler) { h.CheckoutLimit = &Limit{Max: 1, Per: caddy.Duration(time.Hour)} })
 	c := w.browser()
 	sess := w.startPaid(c, "/premium/a") // uses the address's one checkout
 	// The budget spent by others does not stop the payer either.

@@ -2,6 +2,7 @@ package paywall
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -43,8 +44,9 @@ type cookieJar struct {
 	storage   certmagic.Storage
 	logger    *zap.Logger
 
-	keyMu sync.Mutex
-	key   []byte
+	keyMu        sync.Mutex
+	key          []byte
+	signinCipher cipher.AEAD // sign-in links' (signin.go), made from key
 
 	mu       sync.RWMutex
 	verified map[string]identity

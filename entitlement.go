@@ -27,6 +27,18 @@ const (
 	reasonSuccessLimited       = "success_limited"        // 429: the same, on the success page of a payer
 	reasonCheckoutBusy         = "checkout_busy"          // 503: the account's checkout budget is spent
 	reasonOriginUnknown        = "origin_unknown"         // 500: no trusted address for Stripe's return URLs
+	reasonIdentityMissing      = "identity_missing"       // 403: a checkout with identity <placeholder> and nobody signed in
+)
+
+// The pages of email sign-in (signin.go).
+const (
+	reasonSignin             = "signin"               // 200: the form that asks for a link
+	reasonSigninSent         = "signin_sent"          // 202: asked; check the inbox
+	reasonSigninConfirm      = "signin_confirm"       // 200: the button that uses a link
+	reasonSigninEmailInvalid = "signin_email_invalid" // 400: not an email address
+	reasonSigninLinkInvalid  = "signin_link_invalid"  // 400: not a link of this site
+	reasonSigninLinkExpired  = "signin_link_expired"  // 410
+	reasonSigninLinkUsed     = "signin_link_used"     // 410
 )
 
 // Values of {http.paywall.status}.

@@ -189,3 +189,36 @@ func FuzzSafeReturn(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSigninToken: a sign-in token opens only as what signinToken sealed,
+// its customer and expiry; nothing else opens, and nothing panics.
+func FuzzSigninToken(f *testing.F) {
+	j, _ := fuzzJar(f)
+	aead, err := j.signinAEAD()
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := &Handler{cookies: j}
+	exp := fuzzNow.Add(15 * time.Minute)
+	good, err := h.signinToken("cus_Abc123", exp)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{good, good[:len(good)-1], good + "A", strings.ToUpper(good), good[:20] + "\n" + good[20:], "", "A", strings.Repeat("A", 60), "cus_Abc123"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, token string) {
+		customer, expires, id, ok := openSigninToken(aead, token)
+		if !ok {
+			if customer != "" || id != "" {
+				t.Fatalf("refused token %q gave customer %q id %q", token, customer, id)
+			}
+			return
+		}
+		// Only tokens sealed for cus_Abc123 exist (each fuzz worker seals
+		// its own, under the same key).
+		if customer != "cus_Abc123" || !expires.Equal(exp.Truncate(time.Second)) || len(id) != signinNonceSize {
+			t.Fatalf("token opened as %q %v %d", customer, expires, len(id))
+		}
+	})
+}

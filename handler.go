@@ -23,7 +23,11 @@ type denial struct {
 	LogoutURL   string // a path on this site to forget the visitor; set when one is known
 	ReturnPath  string // where the visitor was going
 	RetryAfter  int    // seconds; set with 503 and 429
+	SigninURL   string // a path on this site that mails a sign-in link; set when offered
+	Token       string // the sign-in link being confirmed
 	notice      bool   // a refusal of an endpoint: always the built-in page
+	account     bool   // the site's login says who the visitor is
+	signinTTL   time.Duration
 }
 
 // ServeHTTP serves the endpoints under the prefix and gates everything else.
@@ -39,25 +43,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 func (h *Handler) gate(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	t := now()
-	id, known, err := h.cookies.identify(r, t.Unix())
+	v, err := h.who(r, repl, t)
 	if err != nil {
-		return h.refuse(w, r, next, repl, identity{}, http.StatusServiceUnavailable, reasonUnavailable)
+		return h.refuse(w, r, next, repl, visitor{}, http.StatusServiceUnavailable, reasonUnavailable)
 	}
-	if !known {
+	if v.customer == "" {
 		reason := reasonNoSubscription
 		if h.startedCheckout(r) {
 			reason = reasonCheckoutNotDone
 		}
-		return h.refuse(w, r, next, repl, identity{}, http.StatusPaymentRequired, reason)
+		return h.refuse(w, r, next, repl, v, http.StatusPaymentRequired, reason)
 	}
-	h.cookies.renew(w, r, id, t.Unix())
+	id := v.identity
+	if h.login == nil {
+		h.cookies.renew(w, r, id, t.Unix())
+	}
 	subs, err := h.customerState(id.customer, t.UnixNano())
 	if err != nil {
-		return h.refuse(w, r, next, repl, id, http.StatusServiceUnavailable, reasonUnavailable)
+		return h.refuse(w, r, next, repl, v, http.StatusServiceUnavailable, reasonUnavailable)
 	}
 	ok, reason := h.entitlement(subs, t)
 	if !ok {
-		return h.refuse(w, r, next, repl, id, http.StatusPaymentRequired, reason)
+		return h.refuse(w, r, next, repl, v, http.StatusPaymentRequired, reason)
 	}
 	repl.Map(id.placeholders[entitledIndex(reason)])
 	decisionsEntitled.Inc()
@@ -95,19 +102,26 @@ func entitledIndex(reason string) int {
 
 // refuse sets the placeholders of a refusal and answers it, or in dry_run
 // logs it and serves the request anyway.
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, id identity, status int, reason string) error {
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, id visitor, status int, reason string) error {
 	ret := r.URL.RequestURI()
 	d := denial{
 		Status:      status,
 		Reason:      reason,
 		CheckoutURL: h.prefix + "/checkout?return=" + url.QueryEscape(ret),
 		ReturnPath:  ret,
+		account:     h.login != nil,
 	}
 	if reason == reasonPaymentFailed {
 		d.PortalURL = h.prefix + "/portal?return=" + url.QueryEscape(ret)
 	}
-	if id.customer != "" {
+	if id.customer != "" && h.login == nil {
 		d.LogoutURL = h.prefix + "/logout?return=" + url.QueryEscape(ret)
+	}
+	// Email sign-in, for a visitor this browser does not know; not for
+	// a known one whose subscription lapsed, who is to subscribe again.
+	if h.signin != nil && id.customer == "" && status == http.StatusPaymentRequired {
+		d.SigninURL = h.prefix + "/signin"
+		d.signinTTL = h.signin.ttl
 	}
 	statusValue := statusPaymentRequired
 	if status == http.StatusServiceUnavailable {
@@ -161,10 +175,21 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, name str
 		}
 		return h.servePortal(w, r)
 	case "/logout":
+		if h.login != nil {
+			return caddyhttp.Error(http.StatusNotFound, errors.New("paywall: sign-out is the site's own, with identity "+h.Identity.Source))
+		}
 		if !allow(w, r, http.MethodPost) {
 			return nil
 		}
 		return h.serveLogout(w, r)
+	case "/signin":
+		if h.signin == nil {
+			return caddyhttp.Error(http.StatusNotFound, errors.New("paywall: no email block configured, so no sign-in by email"))
+		}
+		if !allow(w, r, http.MethodGet, http.MethodHead, http.MethodPost) {
+			return nil
+		}
+		return h.serveSignin(w, r)
 	case "/webhook":
 		if h.webhookSecret == "" {
 			return caddyhttp.Error(http.StatusNotFound, errors.New("paywall: no webhook_secret configured"))
@@ -197,6 +222,15 @@ func allow(w http.ResponseWriter, r *http.Request, methods ...string) bool {
 	return false
 }
 
+// replacerOf is the request's replacer; a new one for a request that did not
+// come through Caddy's server (unit tests of single endpoints).
+func replacerOf(r *http.Request) *caddy.Replacer {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		return repl
+	}
+	return caddy.NewReplacer()
+}
+
 // returnPath reads the same-site path to come back to, from the query or a
 // posted form.
 func returnPath(r *http.Request) string {
@@ -222,11 +256,11 @@ func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, ret string
 func (h *Handler) servePortal(w http.ResponseWriter, r *http.Request) error {
 	ret := returnPath(r)
 	w.Header().Set("Cache-Control", "no-store")
-	id, known, err := h.cookies.identify(r, now().Unix())
+	id, err := h.who(r, replacerOf(r), now())
 	if err != nil {
 		return h.unavailable(w, r, ret)
 	}
-	if !known {
+	if id.customer == "" {
 		http.Redirect(w, r, ret, http.StatusSeeOther)
 		return nil
 	}

@@ -108,8 +108,9 @@ type world struct {
 	site  *httptest.Server
 
 	mu      sync.Mutex
-	last    *caddy.Replacer  // the replacer of the last request that reached the content
-	content http.HandlerFunc // what the site serves behind the paywall; "premium content" when nil
+	last    *caddy.Replacer                      // the replacer of the last request that reached the content
+	content http.HandlerFunc                     // what the site serves behind the paywall; "premium content" when nil
+	auth    func(*http.Request, *caddy.Replacer) // the site's login before the paywall, when set
 }
 
 type option func(*Handler)
@@ -152,6 +153,12 @@ func newWorld(t testing.TB, opts ...option) *world {
 func (w *world) serve(rw http.ResponseWriter, r *http.Request) {
 	repl := caddy.NewReplacer()
 	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+	w.mu.Lock()
+	auth := w.auth
+	w.mu.Unlock()
+	if auth != nil {
+		auth(r, repl)
+	}
 	next := caddyhttp.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) error {
 		w.mu.Lock()
 		w.last = repl

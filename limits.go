@@ -32,6 +32,23 @@ const (
 	checkoutBudgetBurst = 20
 )
 
+// limitFrom is the setting of a configured limit: the default when none
+// is configured, n 0 when it is off.
+func limitFrom(l *Limit, kind string, n int, window time.Duration) limitSpec {
+	spec := limitSpec{kind: kind, n: n, window: window}
+	switch {
+	case l == nil:
+	case l.Off:
+		spec.n = 0
+	case l.Max > 0:
+		spec.n = l.Max
+		if l.Per > 0 {
+			spec.window = time.Duration(l.Per)
+		}
+	}
+	return spec
+}
+
 // clientLimiter allows each client address n events per window, with the
 // generic cell rate algorithm: one timestamp per address (the time at which
 // its allowance is whole again, plus what it used), no timers.

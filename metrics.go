@@ -34,6 +34,13 @@ var (
 		Name:      "webhooks_total",
 		Help:      "Stripe webhook events by outcome.",
 	}, []string{"outcome"})
+
+	signinEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "paywall",
+		Name:      "signin_total",
+		Help:      "Email sign-in: links requested, limited, not sent (no subscriber, or no trusted address), sent, mail failures, links used and refused.",
+	}, []string{"event"})
 )
 
 func registerMetrics(ctx caddy.Context) {
@@ -41,7 +48,7 @@ func registerMetrics(ctx caddy.Context) {
 	if reg == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{decisions, cacheEvents, webhookEvents} {
+	for _, c := range []prometheus.Collector{decisions, cacheEvents, webhookEvents, signinEvents} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -132,7 +132,7 @@ type Handler struct {
 	// allowance of the same size, spent only by links that are not the
 	// visitor's. The address is Caddy's client IP, which honours the
 	// server's `trusted_proxies`; IPv6 counts by /64. Default 30 per 10m.
-	CheckoutLimit *CheckoutLimit `json:"checkout_limit,omitempty"`
+	CheckoutLimit *Limit `json:"checkout_limit,omitempty"`
 
 	// The Cache-Control header given to the pages a subscriber is let
 	// through to, when no earlier handler set one, so that no shared cache
@@ -141,7 +141,29 @@ type Handler struct {
 	// (for an application that sets its own).
 	CacheControl string `json:"cache_control,omitempty"`
 
-	checkoutLimit checkoutLimit // zero when off
+	// Email sign-in: visitors who subscribed ask for a link by email and
+	// are known in any browser they open it in. Without it, no sign-in
+	// is offered. Only with the cookie identity.
+	Email *EmailConfig `json:"email,omitempty"`
+
+	// How long a mailed sign-in link works. Default 15m.
+	SigninLinkTTL caddy.Duration `json:"signin_link_ttl,omitempty"`
+
+	// How many sign-in links one email address may be sent per window.
+	// Default 3 per 15m.
+	SigninLimit *Limit `json:"signin_limit,omitempty"`
+
+	// How many sign-in links one client address may ask for per window
+	// (Caddy's client IP; IPv6 by /64). Default 10 per 15m.
+	SigninIPLimit *Limit `json:"signin_ip_limit,omitempty"`
+
+	// Who a visitor is: the paywall's cookie (the default), or the site's
+	// own login through a placeholder.
+	Identity *Identity `json:"identity,omitempty"`
+
+	checkoutLimit limitSpec    // n is 0 when off
+	signin        *signin      // nil without an email block
+	login         *loginSource // nil with the cookie identity
 	limiter       *clientLimiter
 	originWarned  *atomic.Bool      // the missing public_url was logged
 	certs         certificateHolder // Caddy's TLS app, when configured
@@ -166,12 +188,14 @@ type Handler struct {
 	logger    *zap.Logger
 }
 
-// CheckoutLimit is a limit on the checkouts one client address may start.
-type CheckoutLimit struct {
-	// Checkouts allowed per window.
+// Limit is how many times one client address (or, for signin_limit, one
+// email address) may do something per window.
+type Limit struct {
+	// How many per window.
 	Max int `json:"max,omitempty"`
 
-	// The window. Default 10m.
+	// The window. Default 10m for checkout_limit, 15m for the sign-in
+	// limits.
 	Per caddy.Duration `json:"per,omitempty"`
 
 	// No limit at all (for a site whose visitors all arrive through one
@@ -272,20 +296,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.account = val.(*account)
 	h.account.grow(h.CacheSize)
 
-	h.checkoutLimit = checkoutLimit{n: defaultCheckoutLimit, window: defaultCheckoutWindow}
-	if cl := h.CheckoutLimit; cl != nil {
-		switch {
-		case cl.Off:
-			h.checkoutLimit = checkoutLimit{}
-		case cl.Max > 0:
-			h.checkoutLimit.n = cl.Max
-			if cl.Per > 0 {
-				h.checkoutLimit.window = time.Duration(cl.Per)
-			}
-		}
-	}
+	h.checkoutLimit = limitFrom(h.CheckoutLimit, "checkout", defaultCheckoutLimit, defaultCheckoutWindow)
 	if h.checkoutLimit.n > 0 {
 		h.limiter = h.account.limiter(h.checkoutLimit)
+	}
+	if err := h.provisionIdentity(repl); err != nil {
+		return err
 	}
 	h.warnLiteralSecrets()
 	h.certs = tlsAppOf(ctx)
@@ -382,6 +398,17 @@ func (h *Handler) Cleanup() error {
 	if h.limiter != nil {
 		h.account.releaseLimiter(h.checkoutLimit)
 	}
+	if s := h.signin; s != nil {
+		if s.addrs != nil {
+			h.account.releaseLimiter(s.perAddr)
+		}
+		if s.ips != nil {
+			h.account.releaseLimiter(s.perIP)
+		}
+	}
+	if h.login != nil {
+		h.account.releaseLoginCache(h.login.cacheKind())
+	}
 	if h.poolKey != "" {
 		_, err := accounts.Delete(h.poolKey)
 		return err
@@ -398,12 +425,86 @@ func (h *Handler) warnLiteralSecrets() {
 		{"secret_key", h.SecretKey, "{env.STRIPE_SECRET_KEY}"},
 		{"webhook_secret", h.WebhookSecret, "{env.STRIPE_WEBHOOK_SECRET}"},
 		{"cookie_secret", h.CookieSecret, "{env.PAYWALL_COOKIE_SECRET}"},
+		{"email password", emailPassword(h.Email), "{env.SMTP_PASSWORD}"},
 	} {
 		if s.value != "" && !strings.Contains(s.value, "{") {
 			h.logger.Warn(s.option+" is written in the config itself, so Caddy's admin API (/config/) and its debug log show it; "+
 				"name it with a placeholder instead, such as "+s.example, zap.String("option", s.option))
 		}
 	}
+}
+
+func emailPassword(e *EmailConfig) string {
+	if e == nil {
+		return ""
+	}
+	return e.Password
+}
+
+// provisionIdentity sets up the identity and email sign-in. Errors name
+// the option, never a password.
+func (h *Handler) provisionIdentity(repl *caddy.Replacer) error {
+	if id := h.Identity; id != nil && id.Source != "" {
+		src, err := newLoginSource(id)
+		if err != nil {
+			return err
+		}
+		src.logins = h.account.loginCache(src.cacheKind(), h.CacheSize)
+		h.login = src
+	}
+	if h.Email == nil {
+		return nil
+	}
+	if h.login != nil {
+		return errors.New("email: sign-in by email is for the cookie identity; with identity " + h.Identity.Source +
+			", the site's own login says who the visitor is (leave out the email block)")
+	}
+	c := *h.Email
+	c.SMTP = strings.TrimSpace(repl.ReplaceAll(c.SMTP, ""))
+	c.Username = repl.ReplaceAll(c.Username, "")
+	c.Password = repl.ReplaceAll(c.Password, "")
+	c.From = strings.TrimSpace(repl.ReplaceAll(c.From, ""))
+	if h.Email.Password != "" && c.Password == "" {
+		return errors.New("email: password is empty (is the environment variable it names set?)")
+	}
+	m, err := newSMTPMailer(c)
+	if err != nil {
+		return err
+	}
+	if m.tls == "off" && !isLoopback(m.host) {
+		h.logger.Warn("email: tls off sends the mail and the SMTP password unencrypted; use it only for a relay on this machine",
+			zap.String("smtp", c.SMTP))
+	}
+	ttl := time.Duration(h.SigninLinkTTL)
+	if ttl == 0 {
+		ttl = defaultSigninLinkTTL
+	}
+	if ttl < 0 || ttl > maxSigninLinkTTL {
+		return fmt.Errorf("signin_link_ttl %s must be positive and at most %s", ttl, maxSigninLinkTTL)
+	}
+	for _, l := range []struct {
+		name string
+		l    *Limit
+	}{{"signin_limit", h.SigninLimit}, {"signin_ip_limit", h.SigninIPLimit}} {
+		if l.l != nil && !l.l.Off && (l.l.Max <= 0 || l.l.Per < 0) {
+			return fmt.Errorf("%s must be a positive number per a positive duration, such as 3 per 15m, or off", l.name)
+		}
+	}
+	s := &signin{
+		mailer:  m,
+		ttl:     ttl,
+		perAddr: limitFrom(h.SigninLimit, "signin address", defaultSigninLimit, defaultSigninLimitPer),
+		perIP:   limitFrom(h.SigninIPLimit, "signin client", defaultSigninIPLimit, defaultSigninLimitPer),
+		slots:   make(chan struct{}, signinConcurrentLookups),
+	}
+	if s.perAddr.n > 0 {
+		s.addrs = h.account.limiter(s.perAddr)
+	}
+	if s.perIP.n > 0 {
+		s.ips = h.account.limiter(s.perIP)
+	}
+	h.signin = s
+	return nil
 }
 
 // checkSecretKey refuses keys that cannot call Stripe's API from a server,

@@ -200,7 +200,7 @@ func TestValidateErrors(t *testing.T) {
 		{"negative cache_size", &Handler{Prices: []string{"price_1"}, CacheSize: -1}, "cache_size"},
 		{"public cache_control", &Handler{Prices: []string{"price_1"}, CacheControl: "public, max-age=60"}, "cache_control"},
 		{"s-maxage in cache_control", &Handler{Prices: []string{"price_1"}, CacheControl: "private, S-MaxAge=60"}, "cache_control"},
-		{"checkout_limit of nothing", &Handler{Prices: []string{"price_1"}, CheckoutLimit: &CheckoutLimit{Per: caddy.Duration(time.Minute)}}, "checkout_limit"},
+		{"checkout_limit of nothing", &Handler{Prices: []string{"price_1"}, CheckoutLimit: &Limit{Per: caddy.Duration(time.Minute)}}, "checkout_limit"},
 	}
 	for i := range tests {
 		tc := tests[i]

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -39,10 +40,19 @@ import (
 //	SupportURL   the handler's support_url, when set (http, https or mailto)
 //	ReturnPath   the page the visitor asked for
 //	RetryAfter   seconds to wait before trying again; set with 503
+//	SigninURL    where the form that mails a sign-in link posts (fields
+//	             email and return); set when email sign-in is configured
+//	             and this browser's visitor is not known
+//	Token        on the page that confirms a sign-in link: the link's
+//	             token, which its button posts to SigninURL
+//	Account      true when the site's own login says who the visitor is
+//	             (identity <placeholder>): the words speak of an account,
+//	             not of this browser
 //	Notice       true on the pages of the paywall's own endpoints, which
 //	             always use the built-in page
 //	T            every built-in string in Lang, by key (see pageStrings),
-//	             with {seconds} and {wait} already replaced: {{.T.subscribe}}
+//	             with {seconds}, {wait} and {minutes} already replaced:
+//	             {{.T.subscribe}}
 //
 // An operator's page is served with the Content-Security-Policy
 // customPageCSP: inline CSS and images from this site are allowed, nothing
@@ -62,6 +72,9 @@ type PageData struct {
 	SupportURL  string
 	ReturnPath  string
 	RetryAfter  int
+	SigninURL   string
+	Token       string
+	Account     bool
 	Notice      bool
 	T           map[string]string
 }
@@ -141,6 +154,8 @@ func loadPageTemplate(path string) (*template.Template, error) {
 			ReturnPath:  "/",
 		}
 		switch reason {
+		case reasonNoSubscription, reasonCheckoutNotDone:
+			d.SigninURL = "/paywall/signin"
 		case reasonPaymentFailed:
 			d.PortalURL = "/paywall/portal?return=%2F"
 		case reasonUnavailable:
@@ -161,6 +176,14 @@ var noticeReasons = []string{
 	reasonSuccessLimited,
 	reasonCheckoutBusy,
 	reasonOriginUnknown,
+	reasonIdentityMissing,
+	reasonSignin,
+	reasonSigninSent,
+	reasonSigninConfirm,
+	reasonSigninEmailInvalid,
+	reasonSigninLinkInvalid,
+	reasonSigninLinkExpired,
+	reasonSigninLinkUsed,
 }
 
 // pageReasons are the reasons a page can be asked to explain.
@@ -200,8 +223,10 @@ func (h *Handler) writeDenial(w http.ResponseWriter, r *http.Request, d denial) 
 	} else if d.CheckoutURL != "" && !strings.ContainsAny(d.CheckoutURL, "<>\r\n") {
 		hdr.Set("Link", "<"+d.CheckoutURL+`>; rel="payment"`)
 	}
-	if asJSON {
+	if asJSON && d.Status >= 400 {
 		hdr.Set("Content-Type", "application/problem+json")
+	} else if asJSON {
+		hdr.Set("Content-Type", "application/json")
 	} else {
 		hdr.Set("Content-Type", "text/html; charset=utf-8")
 	}
@@ -282,12 +307,18 @@ func (h *Handler) renderPage(buf *bytes.Buffer, data PageData, notice bool) (str
 
 func newPageData(d denial, lang, supportURL string) PageData {
 	strs := pageStrings[lang]
-	if d.RetryAfter > 0 {
-		strs = withWait(strs, d.RetryAfter)
+	if d.RetryAfter > 0 || d.signinTTL > 0 {
+		strs = withWait(strs, d.RetryAfter, d.signinTTL)
 	}
 	reason := d.Reason
 	if _, ok := strs["title_"+reason]; !ok {
 		reason = reasonNoSubscription // words for a reason this page does not know
+	}
+	detail := strs["detail_"+reason]
+	if d.account {
+		if s, ok := strs["detail_"+reason+"_account"]; ok {
+			detail = s
+		}
 	}
 	data := PageData{
 		Lang:        lang,
@@ -295,7 +326,10 @@ func newPageData(d denial, lang, supportURL string) PageData {
 		StatusText:  strs[statusKey(d.Status)],
 		Reason:      d.Reason,
 		Title:       strs["title_"+reason],
-		Detail:      strs["detail_"+reason],
+		Detail:      detail,
+		SigninURL:   d.SigninURL,
+		Token:       d.Token,
+		Account:     d.account,
 		CheckoutURL: d.CheckoutURL,
 		PortalURL:   d.PortalURL,
 		LogoutURL:   d.LogoutURL,
@@ -318,6 +352,8 @@ func statusKey(status int) string {
 		return "status_400"
 	case http.StatusForbidden:
 		return "status_403"
+	case http.StatusGone:
+		return "status_410"
 	case http.StatusTooManyRequests:
 		return "status_429"
 	case http.StatusInternalServerError:
@@ -328,16 +364,17 @@ func statusKey(status int) string {
 	return "status_402"
 }
 
-// withWait returns a copy of strs with {seconds} replaced by n and {wait}
-// by n said in seconds or, from two minutes on, in whole minutes.
-func withWait(strs map[string]string, n int) map[string]string {
+// withWait returns a copy of strs with {seconds} replaced by n, {wait} by
+// n said in seconds or, from two minutes on, in whole minutes, and
+// {minutes} by how long a sign-in link lasts.
+func withWait(strs map[string]string, n int, link time.Duration) map[string]string {
 	out := make(map[string]string, len(strs))
 	secs := strconv.Itoa(n)
 	wait := strings.ReplaceAll(strs["wait_seconds"], "{n}", secs)
 	if n >= 120 {
 		wait = strings.ReplaceAll(strs["wait_minutes"], "{n}", strconv.Itoa((n+59)/60))
 	}
-	r := strings.NewReplacer("{seconds}", secs, "{wait}", wait)
+	r := strings.NewReplacer("{seconds}", secs, "{wait}", wait, "{minutes}", strconv.Itoa(max(1, int(link/time.Minute))))
 	for k, v := range strs {
 		out[k] = r.Replace(v)
 	}
@@ -353,6 +390,7 @@ type problem struct {
 	Reason      string `json:"reason"`
 	CheckoutURL string `json:"checkout_url,omitempty"`
 	PortalURL   string `json:"portal_url,omitempty"`
+	SigninURL   string `json:"signin_url,omitempty"`
 	SupportURL  string `json:"support_url,omitempty"`
 	RetryAfter  int    `json:"retry_after,omitempty"`
 }
@@ -366,6 +404,7 @@ func newProblem(base string, data PageData) problem {
 		Reason:      data.Reason,
 		CheckoutURL: absoluteURL(base, data.CheckoutURL),
 		PortalURL:   absoluteURL(base, data.PortalURL),
+		SigninURL:   absoluteURL(base, data.SigninURL),
 		SupportURL:  absoluteURL(base, data.SupportURL),
 	}
 	p.RetryAfter = data.RetryAfter
@@ -506,12 +545,39 @@ func negotiateLanguage(values []string) string {
 // every key (a test makes sure); {seconds} stands for Retry-After.
 var pageStrings = map[string]map[string]string{
 	"en": {
-		"status_400": "Bad request",
-		"status_402": "Payment required",
-		"status_403": "Forbidden",
-		"status_429": "Too many requests",
-		"status_500": "Server error",
-		"status_503": "Service unavailable",
+		"status_400":                            "Bad request",
+		"status_402":                            "Payment required",
+		"status_403":                            "Forbidden",
+		"status_410":                            "Gone",
+		"title_identity_missing":                "Sign in to subscribe",
+		"detail_identity_missing":               "Subscriptions belong to your account on this site. Sign in first, then subscribe. Nothing was charged.",
+		"detail_no_subscription_account":        "This page is for subscribers, and your account does not have a subscription yet.",
+		"detail_checkout_not_completed_account": "You started a checkout, but it was not completed, for example because the card was declined. Continue it to try another card or payment method. If you have already paid, continuing lets you in without charging you again.",
+
+		"title_signin":                "Sign in with your email",
+		"detail_signin":               "Enter the email address you subscribed with. We will send you a link that signs you in on this device.",
+		"title_signin_sent":           "Check your inbox",
+		"detail_signin_sent":          "If that address belongs to a subscriber, a sign-in link is on its way. It works once, for {minutes} minutes. Nothing arrived? Check your spam folder, or ask for a new link in a few minutes.",
+		"title_signin_confirm":        "Sign in on this device?",
+		"detail_signin_confirm":       "Press the button to finish signing in. Your subscription will be known in this browser.",
+		"title_signin_email_invalid":  "That is not an email address",
+		"detail_signin_email_invalid": "Enter the email address you subscribed with, such as name@example.com.",
+		"title_signin_link_invalid":   "This sign-in link does not work",
+		"detail_signin_link_invalid":  "The link is incomplete or was not made by this site. Copy the whole link from the mail, or ask for a new one.",
+		"title_signin_link_expired":   "This sign-in link has expired",
+		"detail_signin_link_expired":  "Sign-in links work for a short time only. Ask for a new one below.",
+		"title_signin_link_used":      "This sign-in link was already used",
+		"detail_signin_link_used":     "Each sign-in link works once. If it was you, you are signed in where you used it. To sign in here as well, ask for a new link.",
+
+		"signin_heading": "Already subscribed?",
+		"signin_summary": "Already subscribed? Email me a sign-in link",
+		"signin_label":   "Email address",
+		"signin_button":  "Email me a sign-in link",
+		"signin_note":    "We will send a link that signs you in on this device. It works once, for {minutes} minutes.",
+		"signin_confirm": "Sign in",
+		"status_429":     "Too many requests",
+		"status_500":     "Server error",
+		"status_503":     "Service unavailable",
 
 		"title_no_subscription":         "Subscription required",
 		"detail_no_subscription":        "This page is for subscribers, and this browser does not have a subscription yet.",
@@ -560,12 +626,39 @@ var pageStrings = map[string]map[string]string{
 		"wait_minutes":         "{n} minutes",
 	},
 	"id": {
-		"status_400": "Permintaan tidak valid",
-		"status_402": "Pembayaran diperlukan",
-		"status_403": "Tidak diizinkan",
-		"status_429": "Terlalu banyak permintaan",
-		"status_500": "Kesalahan server",
-		"status_503": "Layanan tidak tersedia",
+		"status_400":                            "Permintaan tidak valid",
+		"status_402":                            "Pembayaran diperlukan",
+		"status_403":                            "Tidak diizinkan",
+		"status_410":                            "Sudah tidak berlaku",
+		"title_identity_missing":                "Masuk untuk berlangganan",
+		"detail_identity_missing":               "Langganan terikat pada akun Anda di situs ini. Masuk terlebih dahulu, lalu berlangganan. Tidak ada yang ditagih.",
+		"detail_no_subscription_account":        "Halaman ini khusus untuk pelanggan, dan akun Anda belum memiliki langganan.",
+		"detail_checkout_not_completed_account": "Anda sudah memulai pembayaran, tetapi pembayarannya belum selesai, misalnya karena kartu ditolak. Lanjutkan untuk mencoba kartu atau metode pembayaran lain. Jika Anda sudah membayar, melanjutkan akan membuka akses tanpa menagih Anda lagi.",
+
+		"title_signin":                "Masuk dengan email Anda",
+		"detail_signin":               "Masukkan alamat email yang Anda gunakan untuk berlangganan. Kami akan mengirim tautan untuk masuk di perangkat ini.",
+		"title_signin_sent":           "Periksa kotak masuk Anda",
+		"detail_signin_sent":          "Jika alamat itu milik pelanggan, tautan masuk sedang dikirim. Tautan berlaku satu kali, selama {minutes} menit. Tidak ada yang masuk? Periksa folder spam, atau minta tautan baru beberapa menit lagi.",
+		"title_signin_confirm":        "Masuk di perangkat ini?",
+		"detail_signin_confirm":       "Tekan tombol untuk menyelesaikan proses masuk. Langganan Anda akan dikenali di browser ini.",
+		"title_signin_email_invalid":  "Itu bukan alamat email",
+		"detail_signin_email_invalid": "Masukkan alamat email yang Anda gunakan untuk berlangganan, misalnya nama@example.com.",
+		"title_signin_link_invalid":   "Tautan masuk ini tidak berlaku",
+		"detail_signin_link_invalid":  "Tautannya tidak lengkap atau tidak dibuat oleh situs ini. Salin seluruh tautan dari email, atau minta tautan baru.",
+		"title_signin_link_expired":   "Tautan masuk ini sudah kedaluwarsa",
+		"detail_signin_link_expired":  "Tautan masuk hanya berlaku sebentar. Minta tautan baru di bawah ini.",
+		"title_signin_link_used":      "Tautan masuk ini sudah digunakan",
+		"detail_signin_link_used":     "Setiap tautan masuk hanya berlaku satu kali. Jika itu Anda, Anda sudah masuk di tempat tautan itu digunakan. Untuk masuk juga di sini, minta tautan baru.",
+
+		"signin_heading": "Sudah berlangganan?",
+		"signin_summary": "Sudah berlangganan? Kirimi saya tautan masuk",
+		"signin_label":   "Alamat email",
+		"signin_button":  "Kirimi saya tautan masuk",
+		"signin_note":    "Kami akan mengirim tautan untuk masuk di perangkat ini. Tautan berlaku satu kali, selama {minutes} menit.",
+		"signin_confirm": "Masuk",
+		"status_429":     "Terlalu banyak permintaan",
+		"status_500":     "Kesalahan server",
+		"status_503":     "Layanan tidak tersedia",
 
 		"title_no_subscription":         "Perlu berlangganan",
 		"detail_no_subscription":        "Halaman ini khusus untuk pelanggan, dan browser ini belum memiliki langganan.",

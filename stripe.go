@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/stripe/stripe-go/v76"
 	portalsession "github.com/stripe/stripe-go/v76/billingportal/session"
 	checkoutsession "github.com/stripe/stripe-go/v76/checkout/session"
+	"github.com/stripe/stripe-go/v76/customer"
 	"github.com/stripe/stripe-go/v76/product"
 	"github.com/stripe/stripe-go/v76/subscription"
 	"go.uber.org/zap"
@@ -29,6 +31,16 @@ type stripeAPI interface {
 	expireCheckout(ctx context.Context, id string) error
 	createPortal(ctx context.Context, customer, returnURL string) (string, error)
 	defaultPrice(ctx context.Context, product string) (string, error)
+	// customersByEmail lists the customers whose email is exactly email,
+	// newest first, at most limit. The list is consistent with writes.
+	customersByEmail(ctx context.Context, email string, limit int) ([]string, error)
+	// customersByMetadata finds the customers whose metadata[key] is
+	// value, newest first, at most limit, with Stripe's search, which
+	// lags writes by up to about a minute.
+	customersByMetadata(ctx context.Context, key, value string, limit int) ([]string, error)
+	// createCustomer makes a customer with one metadata entry; the same
+	// idempotencyKey within Stripe's 24 hours gives the same customer.
+	createCustomer(ctx context.Context, key, value, idempotencyKey string) (string, error)
 }
 
 // subscriptionState is what the paywall needs of one Stripe subscription:
@@ -50,6 +62,7 @@ type priceRef struct {
 type checkoutRequest struct {
 	Price               string
 	Customer            string // reuse a known customer; empty for a new one
+	CustomerEmail       string // with no Customer: the email Checkout fills in
 	SuccessURL          string
 	CancelURL           string
 	ClientReferenceID   string
@@ -66,6 +79,7 @@ type checkoutSession struct {
 	PaymentStatus     string
 	ClientReferenceID string
 	Customer          string
+	CustomerEmail     string // what the payer gave at checkout
 	ExpiresAt         int64
 }
 
@@ -81,12 +95,13 @@ var errStripeRateLimited = fmt.Errorf("stripe rate limit: %w", errStripeUnavaila
 var errStripeNotFound = errors.New("not found at stripe")
 
 type stripeClient struct {
-	subs     subscription.Client
-	checkout checkoutsession.Client
-	portal   portalsession.Client
-	products product.Client
-	timeout  time.Duration
-	logger   *zap.Logger
+	subs      subscription.Client
+	checkout  checkoutsession.Client
+	portal    portalsession.Client
+	products  product.Client
+	customers customer.Client
+	timeout   time.Duration
+	logger    *zap.Logger
 }
 
 func newStripeClient(key, apiURL string, timeout time.Duration, logger *zap.Logger) *stripeClient {
@@ -115,12 +130,13 @@ func newStripeClient(key, apiURL string, timeout time.Duration, logger *zap.Logg
 	}
 	b := stripe.GetBackendWithConfig(stripe.APIBackend, cfg)
 	return &stripeClient{
-		subs:     subscription.Client{B: b, Key: key},
-		checkout: checkoutsession.Client{B: b, Key: key},
-		portal:   portalsession.Client{B: b, Key: key},
-		products: product.Client{B: b, Key: key},
-		timeout:  timeout,
-		logger:   logger,
+		subs:      subscription.Client{B: b, Key: key},
+		checkout:  checkoutsession.Client{B: b, Key: key},
+		portal:    portalsession.Client{B: b, Key: key},
+		products:  product.Client{B: b, Key: key},
+		customers: customer.Client{B: b, Key: key},
+		timeout:   timeout,
+		logger:    logger,
 	}
 }
 
@@ -184,6 +200,8 @@ func (c *stripeClient) createCheckout(ctx context.Context, req checkoutRequest) 
 	params.Context = ctx
 	if req.Customer != "" {
 		params.Customer = stripe.String(req.Customer)
+	} else if req.CustomerEmail != "" {
+		params.CustomerEmail = stripe.String(req.CustomerEmail)
 	}
 	if req.TrialDays > 0 {
 		params.SubscriptionData = &stripe.CheckoutSessionSubscriptionDataParams{
@@ -256,6 +274,63 @@ func (c *stripeClient) defaultPrice(ctx context.Context, prod string) (string, e
 	return p.DefaultPrice.ID, nil
 }
 
+func (c *stripeClient) customersByEmail(ctx context.Context, email string, limit int) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	params := &stripe.CustomerListParams{Email: stripe.String(email)}
+	params.Context = ctx
+	params.Limit = stripe.Int64(int64(limit))
+	params.Single = true // one page: the newest limit customers
+	var out []string
+	it := c.customers.List(params)
+	for it.Next() && len(out) < limit {
+		out = append(out, it.Customer().ID)
+	}
+	if err := it.Err(); err != nil {
+		return nil, c.classify("list customers by email", err)
+	}
+	return out, nil
+}
+
+func (c *stripeClient) customersByMetadata(ctx context.Context, key, value string, limit int) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	params := &stripe.CustomerSearchParams{}
+	params.Query = "metadata['" + searchQuote(key) + "']:'" + searchQuote(value) + "'"
+	params.Context = ctx
+	params.Limit = stripe.Int64(int64(limit))
+	params.Single = true
+	var out []string
+	it := c.customers.Search(params)
+	for it.Next() && len(out) < limit {
+		out = append(out, it.Customer().ID)
+	}
+	if err := it.Err(); err != nil {
+		return nil, c.classify("search customers by metadata", err)
+	}
+	return out, nil
+}
+
+// searchQuote escapes a string for a single-quoted value of Stripe's search
+// query language, in which a backslash escapes a quote or a backslash.
+func searchQuote(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s)
+}
+
+func (c *stripeClient) createCustomer(ctx context.Context, key, value, idempotencyKey string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	params := &stripe.CustomerParams{}
+	params.Context = ctx
+	params.AddMetadata(key, value)
+	params.SetIdempotencyKey(idempotencyKey)
+	cus, err := c.customers.New(params)
+	if err != nil {
+		return "", c.classify("create customer", err)
+	}
+	return cus.ID, nil
+}
+
 // classify turns an SDK error into errStripeNotFound, a visitor error, or
 // errStripeUnavailable, and logs it without Stripe's message text, which can
 // quote part of the key.
@@ -313,6 +388,9 @@ func sessionFrom(s *stripe.CheckoutSession) checkoutSession {
 	}
 	if s.Customer != nil {
 		out.Customer = s.Customer.ID
+	}
+	if s.CustomerDetails != nil {
+		out.CustomerEmail = s.CustomerDetails.Email
 	}
 	return out
 }

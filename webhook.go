@@ -33,9 +33,15 @@ type webhookEvent struct {
 	APIVersion string `json:"api_version"`
 	Data       struct {
 		Object struct {
-			ID       string          `json:"id"`
-			Object   string          `json:"object"`
-			Customer json.RawMessage `json:"customer"`
+			ID              string          `json:"id"`
+			Object          string          `json:"object"`
+			Customer        json.RawMessage `json:"customer"`
+			Email           string          `json:"email"`          // a customer's
+			CustomerEmail   string          `json:"customer_email"` // a Checkout Session's
+			CustomerDetails struct {
+				Email string `json:"email"`
+			} `json:"customer_details"`
+			Metadata map[string]string `json:"metadata"` // a customer's
 		} `json:"object"`
 	} `json:"data"`
 }
@@ -71,6 +77,7 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	customer := eventCustomer(&ev)
+	h.forgetLogins(&ev, customer)
 	if customer == "" {
 		webhookEvents.WithLabelValues("ignored").Inc()
 		h.logger.Debug("webhook event ignored", zap.String("type", ev.Type), zap.String("event", ev.ID))
@@ -94,6 +101,27 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) error {
 	h.logger.Info("webhook event applied", zap.String("type", ev.Type), zap.String("event", ev.ID), zap.String("api_version", ev.APIVersion))
 	w.WriteHeader(http.StatusOK)
 	return nil
+}
+
+// forgetLogins drops what the login caches say about the email, metadata
+// or customer of an event that may change who a site's user is at Stripe: a
+// new or changed customer, or a completed checkout.
+func (h *Handler) forgetLogins(ev *webhookEvent, customer string) {
+	obj := &ev.Data.Object
+	switch ev.Type {
+	case "customer.created":
+		h.account.forgetLogins(obj.Email, obj.Metadata, "")
+	case "customer.updated", "customer.deleted":
+		if obj.Object == "customer" {
+			h.account.forgetLogins(obj.Email, obj.Metadata, customer)
+		}
+	case "checkout.session.completed":
+		email := obj.CustomerDetails.Email
+		if email == "" {
+			email = obj.CustomerEmail
+		}
+		h.account.forgetLogins(email, nil, "")
+	}
 }
 
 // eventCustomer returns the customer an event is about, for the event types
@@ -185,7 +213,8 @@ const seenEventsCap = 10_000
 const seenEventsFor = 2 * webhookTolerance
 
 // eventSet remembers the IDs of recently applied events, so that one signed
-// request replayed many times within the tolerance costs one Stripe read.
+// request replayed many times within the tolerance costs one Stripe read;
+// and of used sign-in links, which expire in the order they were made too.
 // It forgets the oldest first: they are the nearest to being refused by the
 // timestamp check anyway, and applying an event twice is harmless (it only
 // reads the customer again), so a full set costs reads, never access.
@@ -199,6 +228,20 @@ type eventSet struct {
 // first reports whether id was not seen within seenEventsFor of t, and
 // remembers it.
 func (s *eventSet) first(id string, t int64) bool {
+	return s.firstUntil(id, t, t+int64(seenEventsFor))
+}
+
+// seen reports whether id is remembered at t.
+func (s *eventSet) seen(id string, t int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	exp, ok := s.until[id]
+	return ok && t < exp
+}
+
+// firstUntil reports whether id is not remembered at t, and remembers it
+// until the unix nanos until.
+func (s *eventSet) firstUntil(id string, t, until int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.until == nil {
@@ -216,6 +259,6 @@ func (s *eventSet) first(id string, t int64) bool {
 		s.order[s.head] = id
 		s.head = (s.head + 1) % seenEventsCap
 	}
-	s.until[id] = t + int64(seenEventsFor)
+	s.until[id] = until
 	return true
 }

@@ -1,0 +1,359 @@
+package paywall
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"net/http"
+	"net/mail"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Email sign-in: a subscriber who is not known in this browser asks for a
+// link by email, and the link, opened in any browser, sets the paywall's
+// cookie there. A link is mailed only to an address Stripe has a customer
+// for who subscribes, or did, to what this paywall sells; the answer to the
+// visitor is the same either way, and the work is done after answering.
+
+const (
+	defaultSigninLinkTTL    = 15 * time.Minute
+	defaultSigninLimit      = 3 // links per address
+	defaultSigninIPLimit    = 10
+	defaultSigninLimitPer   = 15 * time.Minute
+	maxSigninLinkTTL        = 24 * time.Hour
+	maxEmailLength          = 254
+	signinConcurrentLookups = 16
+)
+
+// signin is a handler's email sign-in, when its email block is set.
+type signin struct {
+	mailer   mailer
+	ttl      time.Duration
+	perAddr  limitSpec
+	perIP    limitSpec
+	addrs    *clientLimiter // nil when off
+	ips      *clientLimiter
+	slots    chan struct{} // bounds the lookups and mails under way
+	failures logThrottle
+}
+
+// serveSignin serves <prefix>/signin:
+//
+//	GET             a form to ask for a link
+//	GET  ?token=…   a page whose button confirms the link: mail scanners and
+//	                link previews fetch links, and must not use them up
+//	POST email=…    asks for a link (202, the same answer for any address)
+//	POST token=…    uses the link: the cookie, and 303 to the return path
+func (h *Handler) serveSignin(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Cache-Control", "no-store")
+	if r.Method == http.MethodPost {
+		r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
+		_ = r.ParseForm()
+	}
+	ret := returnPath(r)
+	token := r.FormValue("token")
+	switch {
+	case r.Method == http.MethodPost && token != "":
+		return h.useSigninLink(w, r, token, ret)
+	case r.Method == http.MethodPost:
+		return h.askSigninLink(w, r, ret)
+	case token != "":
+		return h.confirmSigninLink(w, r, token, ret)
+	}
+	return h.signinPage(w, r, http.StatusOK, reasonSignin, ret, "")
+}
+
+// signinPage answers one of the sign-in pages.
+func (h *Handler) signinPage(w http.ResponseWriter, r *http.Request, status int, reason, ret, token string) error {
+	return h.writeDenial(w, r, denial{
+		Status:     status,
+		Reason:     reason,
+		ReturnPath: ret,
+		SigninURL:  h.prefix + "/signin",
+		Token:      token,
+		signinTTL:  h.signin.ttl,
+		notice:     true,
+	})
+}
+
+// askSigninLink answers a request for a link at once, the same way for
+// every address, and looks the address up and mails the link afterwards,
+// unless a limit says not to.
+func (h *Handler) askSigninLink(w http.ResponseWriter, r *http.Request, ret string) error {
+	email, ok := parseEmail(r.PostFormValue("email"))
+	if !ok {
+		return h.signinPage(w, r, http.StatusBadRequest, reasonSigninEmailInvalid, ret, "")
+	}
+	signinEvents.WithLabelValues("requested").Inc()
+	t := now().UnixNano()
+	base, trusted := h.origin(r)
+	switch {
+	case !trusted:
+		// The link's address would come from the request's Host, which
+		// anyone can set to collect someone else's link.
+		signinEvents.WithLabelValues("not_sent").Inc()
+	case !sameSite(r, h.publicURL):
+		// Another site's page posting addresses to mail.
+		signinEvents.WithLabelValues("not_sent").Inc()
+	case !h.signinAllowed(r, email, t):
+		signinEvents.WithLabelValues("limited").Inc()
+	default:
+		lang := negotiateLanguage(r.Header.Values("Accept-Language"))
+		h.account.reads.Add(1)
+		go h.mailSigninLink(email, base, ret, lang)
+	}
+	return h.signinPage(w, r, http.StatusAccepted, reasonSigninSent, ret, "")
+}
+
+// signinAllowed takes one request from the address's and the client's
+// allowances when both have one left, and nothing otherwise.
+func (h *Handler) signinAllowed(r *http.Request, email string, t int64) bool {
+	s := h.signin
+	addr, ip := strings.ToLower(email), h.limitKey(r)
+	if s.addrs != nil {
+		if ok, _ := s.addrs.wouldAllow(addr, t); !ok {
+			return false
+		}
+	}
+	if s.ips != nil {
+		if ok, _ := s.ips.wouldAllow(ip, t); !ok {
+			return false
+		}
+		s.ips.allow(ip, t)
+	}
+	if s.addrs != nil {
+		s.addrs.allow(addr, t)
+	}
+	return true
+}
+
+// mailSigninLink finds the subscriber of an address and mails them a link.
+// It runs after the answer, so that how long it takes tells the visitor
+// nothing about the address.
+func (h *Handler) mailSigninLink(email, base, ret, lang string) {
+	defer h.account.reads.Done()
+	s := h.signin
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	default:
+		signinEvents.WithLabelValues("not_sent").Inc()
+		h.logSigninFailure("too many sign-in requests under way; this one was dropped", nil)
+		return
+	}
+	t := now()
+	if h.account.down(t.UnixNano()) || h.spend(t) != nil {
+		signinEvents.WithLabelValues("not_sent").Inc()
+		h.logSigninFailure("Stripe is down or the account's checkout budget is spent; a sign-in link was not sent", nil)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Duration(h.StripeTimeout)+mailTimeout)
+	defer cancel()
+	customer, _, err := h.findCustomer(ctx, email, true)
+	if err != nil {
+		signinEvents.WithLabelValues("not_sent").Inc()
+		h.logSigninFailure("could not look the address up at Stripe; no sign-in link was sent", err)
+		return
+	}
+	if customer == "" {
+		signinEvents.WithLabelValues("not_sent").Inc()
+		h.logger.Debug("sign-in asked for an address with no subscriber", zap.String("email", email))
+		return
+	}
+	token, err := h.signinToken(customer, t.Add(s.ttl))
+	if err != nil {
+		signinEvents.WithLabelValues("mail_failed").Inc()
+		h.logSigninFailure("cannot make a sign-in link", err)
+		return
+	}
+	link := base + h.prefix + "/signin?token=" + token
+	if ret != "/" {
+		link += "&return=" + url.QueryEscape(ret)
+	}
+	msg, err := signinMail(lang, siteName(base), link, s.ttl)
+	if err == nil {
+		err = s.mailer.send(ctx, email, msg)
+	}
+	if err != nil {
+		signinEvents.WithLabelValues("mail_failed").Inc()
+		h.logSigninFailure("could not send a sign-in mail", err)
+		return
+	}
+	signinEvents.WithLabelValues("sent").Inc()
+	h.logger.Info("sign-in link sent")
+	h.logger.Debug("sign-in link sent to customer", zap.String("customer", customer), zap.String("email", email))
+}
+
+// logSigninFailure logs a sign-in failure, once a minute at most.
+func (h *Handler) logSigninFailure(msg string, err error) {
+	if ok, n := h.signin.failures.allow(now().UnixNano()); ok {
+		h.logger.Error(msg, zap.Error(err), zap.Int("failures_since_last_line", n))
+	}
+}
+
+// confirmSigninLink shows the page whose button uses a link.
+func (h *Handler) confirmSigninLink(w http.ResponseWriter, r *http.Request, token, ret string) error {
+	if _, reason := h.checkSigninLink(token, now(), false); reason != "" {
+		return h.refuseSigninLink(w, r, reason, ret)
+	}
+	return h.signinPage(w, r, http.StatusOK, reasonSigninConfirm, ret, token)
+}
+
+// useSigninLink signs the browser in as the link's customer, once.
+func (h *Handler) useSigninLink(w http.ResponseWriter, r *http.Request, token, ret string) error {
+	if !sameSite(r, h.publicURL) {
+		// Another site posting a link it holds would sign this browser
+		// in as its customer: show the page whose button confirms.
+		return h.confirmSigninLink(w, r, token, ret)
+	}
+	customer, reason := h.checkSigninLink(token, now(), true)
+	if reason != "" {
+		return h.refuseSigninLink(w, r, reason, ret)
+	}
+	cookie, err := h.cookies.issue(r, customer)
+	if err != nil {
+		return h.unavailable(w, r, ret)
+	}
+	http.SetCookie(w, cookie)
+	signinEvents.WithLabelValues("used").Inc()
+	h.logger.Info("signed in by email link")
+	h.logger.Debug("signed in by email link", zap.String("customer", customer))
+	http.Redirect(w, r, ret, http.StatusSeeOther)
+	return nil
+}
+
+func (h *Handler) refuseSigninLink(w http.ResponseWriter, r *http.Request, reason, ret string) error {
+	signinEvents.WithLabelValues("refused").Inc()
+	status := http.StatusGone
+	if reason == reasonSigninLinkInvalid {
+		status = http.StatusBadRequest
+	}
+	return h.signinPage(w, r, status, reason, ret, "")
+}
+
+// checkSigninLink opens a link's token at t; with use, it also marks it
+// used. reason is "" for a link that works.
+func (h *Handler) checkSigninLink(token string, t time.Time, use bool) (customer, reason string) {
+	customer, expires, id, ok := h.openSigninToken(token)
+	switch {
+	case !ok:
+		return "", reasonSigninLinkInvalid
+	case !t.Before(expires):
+		return "", reasonSigninLinkExpired
+	case !use:
+		if h.account.usedSignins.seen(id, t.UnixNano()) {
+			return "", reasonSigninLinkUsed
+		}
+	case !h.account.usedSignins.firstUntil(id, t.UnixNano(), expires.UnixNano()):
+		return "", reasonSigninLinkUsed
+	}
+	return customer, ""
+}
+
+// A sign-in token is the customer and the link's expiry, sealed with
+// AES-256-GCM under a key derived from the cookie key, so that the link
+// neither shows the customer ID to whoever sees the URL (mail logs, access
+// logs) nor can be made without the key:
+//
+//	base64url( nonce[12] | seal( expiry unix seconds [8] | customer ) )
+//
+// The random nonce is also the link's ID, by which a used link is
+// remembered until it expires.
+const signinNonceSize = 12
+
+// signinAEAD is the cipher of sign-in tokens, made once from the cookie key.
+func (j *cookieJar) signinAEAD() (cipher.AEAD, error) {
+	key, err := j.signingKey()
+	if err != nil {
+		return nil, err
+	}
+	j.keyMu.Lock()
+	defer j.keyMu.Unlock()
+	if j.signinCipher == nil {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte("caddy-paywall sign-in link v1"))
+		block, err := aes.NewCipher(m.Sum(nil))
+		if err != nil {
+			return nil, err
+		}
+		if j.signinCipher, err = cipher.NewGCM(block); err != nil {
+			return nil, err
+		}
+	}
+	return j.signinCipher, nil
+}
+
+func (h *Handler) signinToken(customer string, expires time.Time) (string, error) {
+	aead, err := h.cookies.signinAEAD()
+	if err != nil {
+		return "", err
+	}
+	nonce := make([]byte, signinNonceSize, signinNonceSize+8+len(customer)+aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	plain := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(customer)), uint64(expires.Unix()))
+	plain = append(plain, customer...)
+	return base64.RawURLEncoding.EncodeToString(aead.Seal(nonce, nonce, plain, []byte("signin"))), nil
+}
+
+// openSigninToken reads a token made by signinToken; ok is false for
+// anything else.
+func (h *Handler) openSigninToken(token string) (customer string, expires time.Time, id string, ok bool) {
+	aead, err := h.cookies.signinAEAD()
+	if err != nil {
+		return "", time.Time{}, "", false
+	}
+	return openSigninToken(aead, token)
+}
+
+func openSigninToken(aead cipher.AEAD, token string) (customer string, expires time.Time, id string, ok bool) {
+	if len(token) > 512 {
+		return "", time.Time{}, "", false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	// The decoder skips \r and \n: one token has one spelling.
+	if err != nil || len(raw) < signinNonceSize+aead.Overhead()+8 || base64.RawURLEncoding.EncodeToString(raw) != token {
+		return "", time.Time{}, "", false
+	}
+	nonce := raw[:signinNonceSize]
+	plain, err := aead.Open(nil, nonce, raw[signinNonceSize:], []byte("signin"))
+	if err != nil || len(plain) < 8 {
+		return "", time.Time{}, "", false
+	}
+	customer = string(plain[8:])
+	if !validCustomerID(customer) {
+		return "", time.Time{}, "", false
+	}
+	return customer, time.Unix(int64(binary.BigEndian.Uint64(plain[:8])), 0), string(nonce), true
+}
+
+// parseEmail accepts one plain address, as a visitor types it, trimmed.
+func parseEmail(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" || len(s) > maxEmailLength || strings.ContainsAny(s, " <>\"(),;:\\[]") {
+		return "", false
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Address != s || !strings.Contains(s[strings.LastIndexByte(s, '@')+1:], ".") && !strings.HasSuffix(s, "@localhost") {
+		return "", false
+	}
+	return s, true
+}
+
+// siteName is how mails name the site: the host of its address.
+func siteName(base string) string {
+	if u, err := url.Parse(base); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return base
+}
