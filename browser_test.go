@@ -13,10 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/caddy-paywall/paywall/internal/caddytest"
+	"github.com/caddy-paywall/paywall/internal/mailpit"
 	"github.com/caddy-paywall/paywall/internal/stripefake"
 )
 
@@ -99,6 +101,51 @@ func TestBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS("#premium-content")))
 		b.wantLocation(article)
 		b.shot("article-again")
+	})
+
+	// A subscriber on a new device, or whose cookies are gone: one email
+	// brings them back, with no second subscription.
+	t.Run("SigninByEmail", func(t *testing.T) {
+		b := newBrowser(t, d, shots)
+		article := d.site + "/premium/http-402.html"
+		b.do("open a members' article", chromedp.Navigate(article), waitReason("no_subscription"))
+		b.do("subscribe", chromedp.Click(chromedp.CSS("#subscribe")), chromedp.WaitVisible(chromedp.CSS("#pay")))
+		b.do("pay", append(pay("signin@example.com", "4242 4242 4242 4242"), chromedp.WaitVisible(chromedp.CSS("#premium-content")))...)
+
+		clearCookies := chromedp.Action[chromedp.Void](func(ctx context.Context, _ *chromedp.Target) (chromedp.Void, error) {
+			_, err := chromedp.Call(ctx, network.ClearBrowserCookies, cdp.Empty{})
+			return chromedp.Void{}, err
+		})
+		b.do("clear all cookies", clearCookies, chromedp.Navigate(article), waitReason("no_subscription"))
+		b.shot("signin-offered")
+		before := len(d.mail.Messages(t))
+		b.do("ask for a sign-in link",
+			chromedp.SetValue(chromedp.CSS("#signin-email"), "signin@example.com"),
+			chromedp.Click(chromedp.CSS("#signin-submit")),
+			waitReason("signin_sent"))
+		b.shot("signin-sent")
+		msgs := d.mail.WaitMessages(t, before+1, 10*time.Second)
+		id := msgs[len(msgs)-1].ID
+
+		b.do("open the mail on the sandbox's page", chromedp.Navigate(d.sandbox+"/mail/"+id),
+			chromedp.WaitVisible(chromedp.CSS(`#mail-body a[href*="/paywall/signin?token="]`)))
+		b.shot("signin-mail")
+		b.do("click the link in the mail",
+			chromedp.Click(chromedp.CSS(`#mail-body a[href*="/paywall/signin?token="]`)),
+			waitReason("signin_confirm"))
+		b.shot("signin-confirm")
+		b.do("confirm", chromedp.Click(chromedp.CSS("#signin-confirm")), chromedp.WaitVisible(chromedp.CSS("#premium-content")))
+		b.wantLocation(article)
+		b.shot("signin-article")
+
+		// Signed in as the customer who paid, who has one subscription.
+		for _, s := range d.fake.Sessions() {
+			if c, ok := d.fake.Customer(s.Customer); ok && c.Email == "signin@example.com" {
+				if n := len(d.fake.Subscriptions(c.ID)); n != 1 {
+					t.Errorf("the subscriber who signed in by email has %d subscriptions, want 1", n)
+				}
+			}
+		}
 	})
 
 	t.Run("DeclinedCard", func(t *testing.T) {
@@ -221,12 +268,13 @@ func waitReason(reason string) chromedp.Action[chromedp.Void] {
 	return chromedp.WaitVisible(chromedp.CSS(`main#paywall[data-reason="` + reason + `"]`))
 }
 
-// demo is the demo site, running: Caddy with examples/demo/Caddyfile and
-// the Stripe stand-in.
+// demo is the demo site, running: Caddy with examples/demo/Caddyfile, the
+// Stripe stand-in, and the Mailpit that Caddy sends its sign-in mail to.
 type demo struct {
 	site    string // http://localhost:<port>
 	sandbox string // http://127.0.0.1:<port>
 	fake    *stripefake.Server
+	mail    *mailpit.Server
 }
 
 // wantDelivered fails unless Caddy accepted an event of the given type.
@@ -242,9 +290,10 @@ func (d *demo) wantDelivered(t *testing.T, eventType string) {
 	t.Fatalf("no %s delivered to Caddy; deliveries: %v", eventType, got)
 }
 
-// startDemo starts the Stripe stand-in in this process and Caddy on
-// examples/demo/Caddyfile, both on free loopback ports, the way
-// scripts/demo.sh does on fixed ones.
+// startDemo starts Mailpit, the Stripe stand-in in this process and Caddy
+// on examples/demo/Caddyfile, all on free loopback ports, the way
+// scripts/demo.sh does on fixed ones. Without the mailpit binary the test
+// is skipped (failed in CI), as it is without the browser.
 func startDemo(t *testing.T) *demo {
 	t.Helper()
 	root, err := os.Getwd()
@@ -262,7 +311,12 @@ func startDemo(t *testing.T) *demo {
 	}
 	config := strings.Replace(string(caddyfile), address, "http://localhost:{{.HTTPPort}} {", 1)
 
-	fake := stripefake.New(stripefake.Options{})
+	// Started first, so that it stops last: the paywall may still be
+	// sending a mail when the test ends.
+	mail := mailpit.Start(t)
+
+	// The sandbox's page lists the mail, as with make demo.
+	fake := stripefake.New(stripefake.Options{MailpitURL: mail.APIURL()})
 	if err := fake.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -275,13 +329,14 @@ func startDemo(t *testing.T) *demo {
 		"STRIPE_API_URL":        fake.URL(),
 		"PAYWALL_PRICE":         stripefake.DefaultPrice.ID,
 		"DEMO_SITE":             filepath.Join(root, "examples", "demo", "site"),
+		"DEMO_SMTP":             mail.SMTPAddr(),
 	})
 	site := "http://localhost:" + strconv.Itoa(inst.HTTPPort)
 	fake.AddWebhookEndpoint(site+"/paywall/webhook", webhookSecret)
 	// Let the last webhooks land while Caddy still runs (cleanups run in
 	// reverse order).
 	t.Cleanup(fake.WaitDeliveries)
-	return &demo{site: site, sandbox: fake.URL(), fake: fake}
+	return &demo{site: site, sandbox: fake.URL(), fake: fake, mail: mail}
 }
 
 // withoutLeadingComments drops the comment lines before the global options

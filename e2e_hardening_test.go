@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddy-paywall/paywall/internal/caddytest"
 	"github.com/caddy-paywall/paywall/internal/stripefake"
@@ -90,7 +91,7 @@ func TestEndToEndAForgedHostGetsNoCheckout(t *testing.T) {
 	if p := e2eProblem(t, body); res.StatusCode != http.StatusPaymentRequired || !strings.HasPrefix(p.CheckoutURL, "/paywall/checkout?") {
 		t.Errorf("problem document for Host evil.example: %d, checkout_url %q, want a path", res.StatusCode, p.CheckoutURL)
 	}
-	if !strings.Contains(inst.Logs(), "public_url is needed") {
+	if !inst.WaitLogs("public_url is needed", 5*time.Second) {
 		t.Error("Caddy's log does not say that public_url is needed")
 	}
 	// The loopback address of a local trial works.

@@ -72,6 +72,20 @@ func (i *Instance) AdminURL() string { return "http://127.0.0.1:" + strconv.Itoa
 // Logs returns everything Caddy wrote to stdout and stderr so far.
 func (i *Instance) Logs() string { return i.logs.String() }
 
+// WaitLogs reports whether Caddy's output contains s within timeout. The
+// output reaches Logs through a pipe, a moment after Caddy wrote it: a test
+// that checks for a line right after the request that logs it waits here.
+func (i *Instance) WaitLogs(s string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(i.logs.String(), s) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond) // another process's output, through a pipe
+	}
+	return true
+}
+
 // Exited is closed when the process has ended.
 func (i *Instance) Exited() <-chan struct{} { return i.exited }
 
