@@ -28,7 +28,7 @@ CADDY_BUILD ?= xcaddy
 # go test's timeout for the whole run; the suite takes a few minutes.
 TEST_TIMEOUT ?= 20m
 FUZZTIME ?= 30s
-FUZZ_TARGETS := FuzzCookieVerify FuzzCookieIdentify FuzzSafeReturn
+FUZZ_TARGETS := FuzzCookieVerify FuzzCookieIdentify FuzzSafeReturn FuzzSigninToken
 
 # Everything that goes into bin/caddy except tests.
 CADDY_SOURCES := $(filter-out %_test.go,$(wildcard *.go)) $(wildcard cmd/caddy/*.go) go.mod go.sum \
@@ -69,6 +69,7 @@ endif
 
 test: export CADDY_BIN := $(CURDIR)/bin/caddy
 test: export STRIPE_MOCK_BIN := $(STRIPE_MOCK)
+test: export MAILPIT_BIN := $(GOBIN)/mailpit
 test: tools-go tools-browser bin/caddy lint vet
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # scripts/demo.sh (make demo): the paywall working end to end on this
 # machine, offline, with no Stripe account. It builds Caddy with the plugin
-# and the Stripe sandbox, starts the sandbox in the background, and runs
-# Caddy in the foreground on examples/demo/Caddyfile. Ctrl-C stops both.
+# and the Stripe sandbox, starts Mailpit (an SMTP server that keeps the
+# sign-in mails) and the sandbox in the background, and runs Caddy on
+# examples/demo/Caddyfile. Ctrl-C stops all three.
 #
 # Needs only Go. Settings, all optional:
-#   DEMO_PORT     the site's port (default 8080): http://localhost:$DEMO_PORT
-#   SANDBOX_PORT  the Stripe sandbox's port (default 12112)
-#   CADDY_ADMIN   Caddy's admin API address (default localhost:2019)
-#   CADDY_BIN     a Caddy binary with the plugin, rather than building one
+#   DEMO_PORT       the site's port (default 8080): http://localhost:$DEMO_PORT
+#   SANDBOX_PORT    the Stripe sandbox's port (default 12112)
+#   CADDY_ADMIN     Caddy's admin API address (default localhost:2019)
+#   MAIL_PORT       Mailpit's web page and API port (default 8025)
+#   MAIL_SMTP_PORT  Mailpit's SMTP port (default 1025)
+#   CADDY_BIN       a Caddy binary with the plugin, rather than building one
+#   MAILPIT_BIN     a Mailpit binary, rather than the one in Go's bin folder
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,7 +21,10 @@ cd "$root"
 port=${DEMO_PORT:-8080}
 sandbox_port=${SANDBOX_PORT:-12112}
 admin=${CADDY_ADMIN:-localhost:2019}
+mail_port=${MAIL_PORT:-8025}
+smtp_port=${MAIL_SMTP_PORT:-1025}
 sandbox_url="http://127.0.0.1:$sandbox_port"
+mail_url="http://127.0.0.1:$mail_port"
 site_url="http://localhost:$port"
 # Demo values, known to everyone: they unlock nothing but the local sandbox.
 secret_key=sk_test_demo_offline_sandbox
@@ -32,10 +39,11 @@ command -v go >/dev/null 2>&1 || die "Go is needed to build Caddy and the sandbo
 # listening HOST PORT: is something accepting connections there?
 listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
-for hp in "127.0.0.1 $port" "127.0.0.1 $sandbox_port" "${admin%:*} ${admin##*:}"; do
+for hp in "127.0.0.1 $port" "127.0.0.1 $sandbox_port" "${admin%:*} ${admin##*:}" \
+	"127.0.0.1 $mail_port" "127.0.0.1 $smtp_port"; do
 	# shellcheck disable=SC2086
 	if listening $hp; then
-		die "port ${hp##* } is in use; stop what runs there, or set DEMO_PORT / SANDBOX_PORT / CADDY_ADMIN"
+		die "port ${hp##* } is in use; stop what runs there, or set DEMO_PORT / SANDBOX_PORT / CADDY_ADMIN / MAIL_PORT / MAIL_SMTP_PORT"
 	fi
 done
 
@@ -54,19 +62,45 @@ fi
 say "demo: building the Stripe sandbox (bin/stripe-sandbox)"
 go build -o bin/stripe-sandbox ./cmd/stripe-sandbox
 
-# Caddy's storage (the generated cookie key) and config folders stay in
-# .demo/, away from the user's own Caddy.
+# Mailpit: $MAILPIT_BIN, else Go's bin folder or PATH, else installed into
+# Go's bin folder by scripts/tools.sh (with stripe-mock and xcaddy, which
+# the tests use).
+find_mailpit() {
+	local gobin
+	gobin=$(go env GOBIN)
+	[ -n "$gobin" ] || gobin="$(go env GOPATH | cut -d: -f1)/bin"
+	if [ -x "$gobin/mailpit" ]; then
+		printf '%s\n' "$gobin/mailpit"
+	else
+		command -v mailpit
+	fi
+}
+mailpit=${MAILPIT_BIN:-}
+if [ -n "$mailpit" ]; then
+	[ -x "$mailpit" ] || die "MAILPIT_BIN=$mailpit is not an executable"
+elif ! mailpit=$(find_mailpit); then
+	say "demo: installing Mailpit (scripts/tools.sh go)"
+	scripts/tools.sh go
+	mailpit=$(find_mailpit) || die "Mailpit is still missing after scripts/tools.sh go"
+fi
+
+# Caddy's storage (the generated cookie key) and config folders, and
+# Mailpit's database, stay in .demo/, away from the user's own Caddy.
 state="$root/.demo"
 mkdir -p "$state/data" "$state/config"
+# The sandbox forgets its customers when it stops: start with an empty
+# mailbox too, so that the sandbox's page shows only this run's mail.
+rm -f "$state/mailpit.db" "$state/mailpit.db-shm" "$state/mailpit.db-wal"
 
+mailpit_pid=
 sandbox_pid=
 caddy_pid=
 stop() {
 	trap - INT TERM EXIT
-	for pid in $caddy_pid $sandbox_pid; do
+	for pid in $caddy_pid $sandbox_pid $mailpit_pid; do
 		kill -TERM "$pid" 2>/dev/null || true
 	done
-	for pid in $caddy_pid $sandbox_pid; do
+	for pid in $caddy_pid $sandbox_pid $mailpit_pid; do
 		wait "$pid" 2>/dev/null || true
 	done
 }
@@ -74,19 +108,40 @@ trap 'stop; exit 130' INT
 trap 'stop; exit 143' TERM
 trap stop EXIT
 
+# Loopback only, and nothing beyond it: no check for a newer release, no
+# reverse DNS lookup of the client.
+"$mailpit" \
+	--listen "127.0.0.1:$mail_port" \
+	--smtp "127.0.0.1:$smtp_port" \
+	--database "$state/mailpit.db" \
+	--disable-version-check \
+	--smtp-disable-rdns &
+mailpit_pid=$!
+
 bin/stripe-sandbox \
 	-addr "127.0.0.1:$sandbox_port" \
 	-webhook-url "$site_url/paywall/webhook" \
 	-webhook-secret "$webhook_secret" \
-	-price "$price" &
+	-price "$price" \
+	-mailpit-url "$mail_url" &
 sandbox_pid=$!
 
-for _ in $(seq 100); do
-	listening 127.0.0.1 "$sandbox_port" && break
-	kill -0 "$sandbox_pid" 2>/dev/null || die "the Stripe sandbox did not start"
-	sleep 0.1
-done
-listening 127.0.0.1 "$sandbox_port" || die "the Stripe sandbox is not listening on $sandbox_url"
+# wait_listening NAME PID PORT...: wait up to ten seconds for NAME to
+# listen on each PORT on loopback.
+wait_listening() {
+	local name=$1 pid=$2 p
+	shift 2
+	for p in "$@"; do
+		for _ in $(seq 100); do
+			listening 127.0.0.1 "$p" && break
+			kill -0 "$pid" 2>/dev/null || die "$name did not start"
+			sleep 0.1
+		done
+		listening 127.0.0.1 "$p" || die "$name is not listening on 127.0.0.1:$p"
+	done
+}
+wait_listening Mailpit "$mailpit_pid" "$mail_port" "$smtp_port"
+wait_listening "the Stripe sandbox" "$sandbox_pid" "$sandbox_port"
 
 cat <<EOF
 
@@ -98,12 +153,18 @@ cat <<EOF
   3. Pay with 4242 4242 4242 4242 (any email): back on the article,
      which now opens. (4000 0000 0000 0002 is declined; try it first,
      then "<- Back", to see the page explain it.)
-  4. "Manage billing" at the foot of the article: the billing portal.
+  4. Another browser: open an article in a private window, ask for
+     a sign-in link ("Already subscribed?") with the email you paid
+     with, open the sandbox page's Mail section
+     ($sandbox_url/#mail), click the link, press "Sign in":
+     the article opens there too.
+  5. "Manage billing" at the foot of the article: the billing portal.
      Cancel the subscription, "Return to site": 402 again, "ended".
-  5. Subscribe again to get back in.
+  6. Subscribe again to get back in.
 
-  The sandbox's own page, with its sessions, subscriptions and
-  webhook deliveries: $sandbox_url
+  The sandbox's own page, with its sessions, subscriptions, webhook
+  deliveries and mail: $sandbox_url
+  Mailpit, which catches every mail the paywall sends: $mail_url
   Press Ctrl-C to stop.
 ------------------------------------------------------------------------
 
@@ -117,13 +178,15 @@ env \
 	STRIPE_API_URL="$sandbox_url" \
 	PAYWALL_PRICE="$price" \
 	DEMO_PORT="$port" \
+	DEMO_SMTP="127.0.0.1:$smtp_port" \
 	CADDY_ADMIN="$admin" \
 	"$caddy" run --config examples/demo/Caddyfile --adapter caddyfile &
 caddy_pid=$!
 
-# Run until Caddy or the sandbox stops; Ctrl-C lands in the trap above.
-# (A loop rather than `wait -n`, which macOS's bash 3.2 lacks.)
-while kill -0 "$caddy_pid" 2>/dev/null && kill -0 "$sandbox_pid" 2>/dev/null; do
+# Run until Caddy, the sandbox or Mailpit stops; Ctrl-C lands in the trap
+# above. (A loop rather than `wait -n`, which macOS's bash 3.2 lacks.)
+while kill -0 "$caddy_pid" 2>/dev/null && kill -0 "$sandbox_pid" 2>/dev/null &&
+	kill -0 "$mailpit_pid" 2>/dev/null; do
 	sleep 1 &
 	wait $! || true
 done
@@ -131,9 +194,13 @@ status=0
 if ! kill -0 "$caddy_pid" 2>/dev/null; then
 	wait "$caddy_pid" || status=$?
 	say "demo: Caddy stopped (status $status)"
-else
+elif ! kill -0 "$sandbox_pid" 2>/dev/null; then
 	wait "$sandbox_pid" || status=$?
 	say "demo: the Stripe sandbox stopped (status $status)"
+	[ "$status" -ne 0 ] || status=1
+else
+	wait "$mailpit_pid" || status=$?
+	say "demo: Mailpit stopped (status $status)"
 	[ "$status" -ne 0 ] || status=1
 fi
 exit "$status"
