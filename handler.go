@@ -1,7 +1,6 @@
 package paywall
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -250,48 +249,6 @@ func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, ret string
 		ReturnPath:  ret,
 		RetryAfter:  h.retryAfter(),
 	})
-}
-
-// servePortal sends a known visitor to a new Stripe billing portal session.
-func (h *Handler) servePortal(w http.ResponseWriter, r *http.Request) error {
-	ret := returnPath(r)
-	w.Header().Set("Cache-Control", "no-store")
-	id, err := h.who(r, replacerOf(r), now())
-	if err != nil {
-		return h.unavailable(w, r, ret)
-	}
-	if id.customer == "" {
-		http.Redirect(w, r, ret, http.StatusSeeOther)
-		return nil
-	}
-	base, ok := h.origin(r)
-	if !ok {
-		return h.notice(w, r, http.StatusInternalServerError, reasonOriginUnknown, ret, 0)
-	}
-	if refused, err := h.refuseStripeCall(w, r, now(), ret); refused {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(h.StripeTimeout))
-	defer cancel()
-	portal, err := h.stripe.createPortal(ctx, id.customer, base+ret)
-	if err != nil {
-		return h.stripeFailed(w, r, ret, err)
-	}
-	http.Redirect(w, r, portal, http.StatusSeeOther)
-	return nil
-}
-
-// serveLogout forgets the visitor in this browser, when the browser says the
-// request comes from this site: another site must not sign a payer out.
-func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
-	if !sameSite(r, h.publicURL) {
-		return caddyhttp.Error(http.StatusForbidden, errors.New("paywall: sign-out from another site"))
-	}
-	ret := returnPath(r)
-	http.SetCookie(w, h.cookies.clear(r, h.cookies.name))
-	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, ret, http.StatusSeeOther)
-	return nil
 }
 
 // sameSite reports whether a state-changing request comes from this site, by
