@@ -246,6 +246,57 @@ func BenchmarkGateCached(b *testing.B) {
 	}
 }
 
+// BenchmarkGateCachedLogin is the hot path with identity from the site's
+// login: basic_auth has put the user in {http.auth.user.id} (email kind),
+// whose customer and subscriptions are cached. Requests are prepared as in
+// BenchmarkGateCached/plugin.
+func BenchmarkGateCachedLogin(b *testing.B) {
+	s := newBenchSite(b, func(h *Handler) {
+		h.Identity = &Identity{Source: "{http.auth.user.id}", Kind: loginEmail}
+	})
+	cus := s.fake.CreateCustomer("reader@example.com")
+	s.fake.CreateSubscription(cus, testPrice, "active")
+	login := func() *http.Request {
+		r, repl := gateRequest("")
+		repl.Set("http.auth.user.id", "reader@example.com")
+		return r
+	}
+	w := newDiscard()
+	var p passed
+	if err := s.h.ServeHTTP(w, login(), &p); err != nil || p.n.Load() != 1 {
+		b.Fatalf("warm-up request: err %v, status %d", err, w.status)
+	}
+	const batch = 4096
+	reqs := make([]*http.Request, batch)
+	prepare := func() {
+		for i := range reqs {
+			reqs[i] = login()
+		}
+	}
+	prepare()
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		if i == batch {
+			b.StopTimer()
+			prepare()
+			i = 0
+			b.StartTimer()
+		}
+		w.reset()
+		if err := s.h.ServeHTTP(w, reqs[i], respondNext); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	if w.status != http.StatusOK {
+		b.Fatalf("status %d: the user was refused", w.status)
+	}
+	if n := s.fake.Calls("GET /v1/customers"); n != 1 {
+		b.Fatalf("%d customer lookups, want 1", n)
+	}
+}
+
 // BenchmarkGateCachedParallel is the hot path from every core at once:
 // one goroutine per visitor, each with its own cookie, all against the
 // shared caches and their read locks.
