@@ -288,13 +288,18 @@ type visitor struct {
 // not known (the cookie key cannot be loaded, or Stripe cannot be reached
 // for a user not seen before): such a visitor may well have paid.
 func (h *Handler) who(r *http.Request, repl *caddy.Replacer, t time.Time) (visitor, error) {
-	if h.login == nil {
-		id, known, err := h.cookies.identify(r, t.Unix())
-		if !known {
-			return visitor{}, err
-		}
-		return visitor{identity: id}, nil
+	if h.login != nil {
+		return h.whoByLogin(r, repl, t)
 	}
+	id, known, err := h.cookies.identify(r, t.Unix())
+	if !known {
+		return visitor{}, err
+	}
+	return visitor{identity: id}, nil
+}
+
+// whoByLogin is who for identity <placeholder>.
+func (h *Handler) whoByLogin(r *http.Request, repl *caddy.Replacer, t time.Time) (visitor, error) {
 	v := h.login.value(r, repl, h.logger)
 	if v == "" {
 		return visitor{}, nil
