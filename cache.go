@@ -67,8 +67,11 @@ type account struct {
 	loginsMu sync.Mutex
 	logins   map[string]*loginCache
 
-	// usedSignins holds the sign-in links already used, until they expire.
-	usedSignins eventSet
+	// usedSignins holds the sign-in links already used, until they
+	// expire; signinBudget bounds the Stripe lookups of sign-in requests
+	// (see signinBudgetRate).
+	usedSignins  usedLinks
+	signinBudget *tokenBucket
 }
 
 // limitSpec is a limit setting: n per window, of one kind (checkout,
@@ -129,6 +132,7 @@ func newAccount(max int) *account {
 		recent:    make(map[string]uint64),
 
 		checkoutBudget: newTokenBucket(checkoutBudgetRate, checkoutBudgetBurst),
+		signinBudget:   newTokenBucket(signinBudgetRate, signinBudgetBurst),
 		limiters:       make(map[limitSpec]*sharedLimiter),
 		logins:         make(map[string]*loginCache),
 	}

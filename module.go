@@ -407,7 +407,7 @@ func (h *Handler) Cleanup() error {
 		}
 	}
 	if h.login != nil {
-		h.account.releaseLoginCache(h.login.cacheKind())
+		h.account.releaseLoginCache(h.login.key)
 	}
 	if h.poolKey != "" {
 		_, err := accounts.Delete(h.poolKey)
@@ -449,7 +449,8 @@ func (h *Handler) provisionIdentity(repl *caddy.Replacer) error {
 		if err != nil {
 			return err
 		}
-		src.logins = h.account.loginCache(src.cacheKind(), h.CacheSize)
+		src.key = src.cacheKey(h.prices, h.products)
+		src.logins = h.account.loginCache(src.key, src.kind, src.metaKey, h.CacheSize)
 		h.login = src
 	}
 	if h.Email == nil {
@@ -470,6 +471,9 @@ func (h *Handler) provisionIdentity(repl *caddy.Replacer) error {
 	m, err := newSMTPMailer(c)
 	if err != nil {
 		return err
+	}
+	if h.publicURL == "" {
+		h.logger.Warn("email: sign-in links are mailed only when public_url is set (or to visitors on a loopback address); set public_url to the scheme and host visitors use")
 	}
 	if m.tls == "off" && !isLoopback(m.host) {
 		h.logger.Warn("email: tls off sends the mail and the SMTP password unencrypted; use it only for a relay on this machine",

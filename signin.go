@@ -9,10 +9,12 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"net/http"
 	"net/mail"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -32,7 +34,63 @@ const (
 	maxSigninLinkTTL        = 24 * time.Hour
 	maxEmailLength          = 254
 	signinConcurrentLookups = 16
+
+	// maxUsedSignins bounds the used links remembered. Forgetting one
+	// that has not expired would let it work again, so a full set
+	// refuses new sign-ins instead, until links expire: reaching it takes
+	// more sign-ins within one link lifetime than the limits let a few
+	// thousand addresses make.
+	maxUsedSignins = 200_000
 )
+
+// Sign-in requests' Stripe lookups draw on a budget of their own, per
+// Stripe account and instance, so that a flood of them from many addresses
+// spends neither the checkouts' budget nor the reads payers need: 5 a
+// second, bursts of 10, is 18,000 links an hour.
+const (
+	signinBudgetRate  = 5
+	signinBudgetBurst = 10
+)
+
+// usedLinks remembers used sign-in links by ID until they expire, and never
+// forgets one that has not.
+type usedLinks struct {
+	mu    sync.Mutex
+	until map[string]int64 // link ID → unix nanos of its expiry
+}
+
+// use marks a link used at t, until it expires; false when it was already
+// used, or when the set is full of links that have not expired.
+func (u *usedLinks) use(id string, t, expires int64) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.until == nil {
+		u.until = make(map[string]int64)
+	}
+	if exp, ok := u.until[id]; ok && t < exp {
+		return false
+	}
+	if len(u.until) >= maxUsedSignins {
+		for k, exp := range u.until {
+			if exp <= t {
+				delete(u.until, k)
+			}
+		}
+		if len(u.until) >= maxUsedSignins {
+			return false
+		}
+	}
+	u.until[id] = expires
+	return true
+}
+
+// used reports whether a link was used, at t.
+func (u *usedLinks) used(id string, t int64) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	exp, ok := u.until[id]
+	return ok && t < exp
+}
 
 // signin is a handler's email sign-in, when its email block is set.
 type signin struct {
@@ -95,7 +153,7 @@ func (h *Handler) askSigninLink(w http.ResponseWriter, r *http.Request, ret stri
 	}
 	signinEvents.WithLabelValues("requested").Inc()
 	t := now().UnixNano()
-	base, trusted := h.origin(r)
+	base, trusted := h.signinOrigin(r)
 	switch {
 	case !trusted:
 		// The link's address would come from the request's Host, which
@@ -114,24 +172,42 @@ func (h *Handler) askSigninLink(w http.ResponseWriter, r *http.Request, ret stri
 	return h.signinPage(w, r, http.StatusAccepted, reasonSigninSent, ret, "")
 }
 
-// signinAllowed takes one request from the address's and the client's
-// allowances when both have one left, and nothing otherwise.
+// signinOrigin is the address of the links mailed: public_url, or else a
+// loopback address (local trials and the demo). Not the wider rule of
+// Stripe's return URLs: on HTTPS without public_url, whoever asks chooses
+// the server name of their connection, and a Caddy that serves several
+// sites (on-demand TLS among them) would mail a subscriber a link to any of
+// them, which might be someone else's.
+func (h *Handler) signinOrigin(r *http.Request) (string, bool) {
+	base, ok := h.origin(r)
+	if !ok || h.publicURL != "" {
+		return base, ok
+	}
+	name, _ := splitHost(strings.ToLower(r.Host))
+	if isLoopback(name) {
+		return base, true
+	}
+	if h.originWarned.CompareAndSwap(false, true) {
+		h.logger.Warn("public_url is needed: sign-in links are mailed only with public_url set (or on a loopback address), " +
+			"so that no request can choose the address a subscriber's link points to")
+	}
+	return "", false
+}
+
+// signinAllowed takes one request from the client's allowance and then the
+// address's, each at once; a client over its limit spends nothing of the
+// address's.
 func (h *Handler) signinAllowed(r *http.Request, email string, t int64) bool {
 	s := h.signin
-	addr, ip := strings.ToLower(email), h.limitKey(r)
-	if s.addrs != nil {
-		if ok, _ := s.addrs.wouldAllow(addr, t); !ok {
-			return false
-		}
-	}
 	if s.ips != nil {
-		if ok, _ := s.ips.wouldAllow(ip, t); !ok {
+		if ok, _ := s.ips.allow(h.limitKey(r), t); !ok {
 			return false
 		}
-		s.ips.allow(ip, t)
 	}
 	if s.addrs != nil {
-		s.addrs.allow(addr, t)
+		if ok, _ := s.addrs.allow(strings.ToLower(email), t); !ok {
+			return false
+		}
 	}
 	return true
 }
@@ -151,9 +227,9 @@ func (h *Handler) mailSigninLink(email, base, ret, lang string) {
 		return
 	}
 	t := now()
-	if h.account.down(t.UnixNano()) || h.spend(t) != nil {
+	if h.account.down(t.UnixNano()) || !h.account.signinBudget.take(t.UnixNano()) {
 		signinEvents.WithLabelValues("not_sent").Inc()
-		h.logSigninFailure("Stripe is down or the account's checkout budget is spent; a sign-in link was not sent", nil)
+		h.logSigninFailure("Stripe is down or too many sign-in links are asked for at once; a sign-in link was not sent", nil)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Duration(h.StripeTimeout)+mailTimeout)
@@ -185,7 +261,9 @@ func (h *Handler) mailSigninLink(email, base, ret, lang string) {
 	}
 	if err != nil {
 		signinEvents.WithLabelValues("mail_failed").Inc()
-		h.logSigninFailure("could not send a sign-in mail", err)
+		// The SMTP library's errors name the recipient: an address is
+		// personal data, logged at debug level only.
+		h.logSigninFailure("could not send a sign-in mail", errors.New(strings.ReplaceAll(err.Error(), email, "[recipient]")))
 		return
 	}
 	signinEvents.WithLabelValues("sent").Inc()
@@ -215,13 +293,19 @@ func (h *Handler) useSigninLink(w http.ResponseWriter, r *http.Request, token, r
 		// in as its customer: show the page whose button confirms.
 		return h.confirmSigninLink(w, r, token, ret)
 	}
-	customer, reason := h.checkSigninLink(token, now(), true)
+	t := now()
+	customer, reason := h.checkSigninLink(token, t, false)
 	if reason != "" {
 		return h.refuseSigninLink(w, r, reason, ret)
 	}
+	// The cookie first: a key that cannot be loaded must not use the
+	// link up.
 	cookie, err := h.cookies.issue(r, customer)
 	if err != nil {
 		return h.unavailable(w, r, ret)
+	}
+	if _, reason := h.checkSigninLink(token, t, true); reason != "" {
+		return h.refuseSigninLink(w, r, reason, ret) // used meanwhile
 	}
 	http.SetCookie(w, cookie)
 	signinEvents.WithLabelValues("used").Inc()
@@ -250,10 +334,10 @@ func (h *Handler) checkSigninLink(token string, t time.Time, use bool) (customer
 	case !t.Before(expires):
 		return "", reasonSigninLinkExpired
 	case !use:
-		if h.account.usedSignins.seen(id, t.UnixNano()) {
+		if h.account.usedSignins.used(id, t.UnixNano()) {
 			return "", reasonSigninLinkUsed
 		}
-	case !h.account.usedSignins.firstUntil(id, t.UnixNano(), expires.UnixNano()):
+	case !h.account.usedSignins.use(id, t.UnixNano(), expires.UnixNano()):
 		return "", reasonSigninLinkUsed
 	}
 	return customer, ""

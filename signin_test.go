@@ -2,13 +2,17 @@ package paywall
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +20,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-paywall/paywall/internal/stripefake"
 )
@@ -307,12 +313,14 @@ func TestSigninLimitsPerAddressAndPerClient(t *testing.T) {
 	if n := w.fake.Calls("GET /v1/customers") - lookups; n != defaultSigninLimit {
 		t.Errorf("%d Stripe lookups, want one per request within the limit (%d): a limited one costs nothing", n, defaultSigninLimit)
 	}
-	// One client asking for many addresses is held to its own limit.
+	// One client asking for many addresses is held to its own limit, which
+	// every request from it counts against: the five above, and five more.
 	for i := 0; i < 15; i++ {
 		w.askLink(w.browser(), "someone"+string(rune('a'+i))+"@example.com")
 	}
-	if n := w.fake.Calls("GET /v1/customers") - lookups; n != defaultSigninIPLimit {
-		t.Errorf("%d lookups from one client, want its limit %d", n, defaultSigninIPLimit)
+	if n := w.fake.Calls("GET /v1/customers") - lookups; n != defaultSigninLimit+defaultSigninIPLimit-5 {
+		t.Errorf("%d lookups from one client, want %d: its limit of %d requests, two of which the address's limit refused",
+			n, defaultSigninLimit+defaultSigninIPLimit-5, defaultSigninIPLimit)
 	}
 	// The limits come back with time.
 	w.clock.Advance(defaultSigninLimitPer)
@@ -418,5 +426,77 @@ func TestSigninTokenRoundTrip(t *testing.T) {
 	tok2, _ := w.h.signinToken("cus_123", exp)
 	if tok2 == tok {
 		t.Error("two tokens for one customer are the same")
+	}
+}
+
+func TestUsedLinksAreNeverForgottenBeforeTheyExpire(t *testing.T) {
+	var u usedLinks
+	const t0, exp = int64(1000), int64(2000)
+	for i := 0; i < maxUsedSignins; i++ {
+		if !u.use(strconv.Itoa(i), t0, exp) {
+			t.Fatalf("link %d refused before the set was full", i)
+		}
+	}
+	if u.use("0", t0, exp) {
+		t.Fatal("a used link was accepted again")
+	}
+	if u.use("new", t0, exp) {
+		t.Fatal("a full set of unexpired links made room by forgetting one")
+	}
+	if !u.used("1", t0) {
+		t.Fatal("a used link was forgotten")
+	}
+	if !u.use("new", exp, exp+1000) {
+		t.Fatal("once the links expired, a new one was refused")
+	}
+}
+
+func TestSigninLinksNeedPublicURLOffLoopback(t *testing.T) {
+	// On HTTPS without public_url, whoever asks chooses the server name
+	// of their connection: a link must not be built from it.
+	w, _ := signinWorld(t)
+	r := httptest.NewRequest(http.MethodPost, "https://news.example.com/paywall/signin", nil)
+	r.TLS = &tls.ConnectionState{ServerName: "news.example.com"}
+	if base, ok := w.h.origin(r); !ok || base != "https://news.example.com" {
+		t.Fatalf("origin for Stripe's return URLs: %q %v", base, ok)
+	}
+	if base, ok := w.h.signinOrigin(r); ok {
+		t.Errorf("a sign-in link would point to %q, a name the client chose", base)
+	}
+	r = httptest.NewRequest(http.MethodPost, "http://localhost:8080/paywall/signin", nil)
+	if base, ok := w.h.signinOrigin(r); !ok || base != "http://localhost:8080" {
+		t.Errorf("loopback: %q %v", base, ok)
+	}
+}
+
+func TestSigninMailFailureLogsNoAddress(t *testing.T) {
+	w, box := signinWorld(t)
+	w.subscriber("active")
+	core, logs := observer.New(zap.DebugLevel)
+	w.h.logger = zap.New(core)
+	box.fail = errors.New("failed to send mail. affected recipient(s): reader@example.com, error: 550 no such user")
+	w.askLink(w.browser(), "reader@example.com")
+	for _, e := range logs.All() {
+		if e.Level > zap.DebugLevel && strings.Contains(fmt.Sprint(e.Message, e.ContextMap()), "reader@example.com") {
+			t.Errorf("an address at level %s: %s %v", e.Level, e.Message, e.ContextMap())
+		}
+	}
+	if logs.FilterMessage("could not send a sign-in mail").Len() != 1 {
+		t.Errorf("the failure was not logged: %v", logs.All())
+	}
+}
+
+func TestSigninLookupsSpendNoCheckoutBudget(t *testing.T) {
+	w, box := signinWorld(t)
+	w.subscriber("active")
+	w.h.account.signinBudget = newTokenBucket(1, 1)
+	before := w.h.account.checkoutBudget.tokens
+	w.askLink(w.browser(), "reader@example.com")
+	w.askLink(w.browser(), "reader@example.com") // over the sign-in budget
+	if n := len(box.mails()); n != 1 {
+		t.Errorf("%d mails, want 1 within the sign-in budget", n)
+	}
+	if after := w.h.account.checkoutBudget.tokens; after != before {
+		t.Errorf("sign-in spent the checkout budget: %v tokens, was %v", after, before)
 	}
 }

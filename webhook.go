@@ -213,8 +213,7 @@ const seenEventsCap = 10_000
 const seenEventsFor = 2 * webhookTolerance
 
 // eventSet remembers the IDs of recently applied events, so that one signed
-// request replayed many times within the tolerance costs one Stripe read;
-// and of used sign-in links, which expire in the order they were made too.
+// request replayed many times within the tolerance costs one Stripe read.
 // It forgets the oldest first: they are the nearest to being refused by the
 // timestamp check anyway, and applying an event twice is harmless (it only
 // reads the customer again), so a full set costs reads, never access.
@@ -228,20 +227,6 @@ type eventSet struct {
 // first reports whether id was not seen within seenEventsFor of t, and
 // remembers it.
 func (s *eventSet) first(id string, t int64) bool {
-	return s.firstUntil(id, t, t+int64(seenEventsFor))
-}
-
-// seen reports whether id is remembered at t.
-func (s *eventSet) seen(id string, t int64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	exp, ok := s.until[id]
-	return ok && t < exp
-}
-
-// firstUntil reports whether id is not remembered at t, and remembers it
-// until the unix nanos until.
-func (s *eventSet) firstUntil(id string, t, until int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.until == nil {
@@ -259,6 +244,6 @@ func (s *eventSet) firstUntil(id string, t, until int64) bool {
 		s.order[s.head] = id
 		s.head = (s.head + 1) % seenEventsCap
 	}
-	s.until[id] = until
+	s.until[id] = t + int64(seenEventsFor)
 	return true
 }
