@@ -95,8 +95,6 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 	ret := returnPath(r)
 	w.Header().Set("Cache-Control", "no-store")
 	t := now()
-	var customer string
-	trialDays := h.TrialDays
 	id, err := h.who(r, replacerOf(r), t)
 	if err != nil {
 		return h.unavailable(w, r, ret)
@@ -109,22 +107,14 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 		}
 		return h.notice(w, r, http.StatusForbidden, reasonIdentityMissing, ret, 0)
 	}
-	if id.customer != "" {
-		subs, err := h.customerState(id.customer, t.UnixNano())
-		if err != nil {
-			return h.unavailable(w, r, ret)
+	customer := id.customer
+	trialDays := h.TrialDays
+	if customer != "" {
+		done, hadTrial, err := h.sellingTo(w, r, customer, t, ret)
+		if done {
+			return err
 		}
-		ok, reason := h.entitlement(subs, t)
-		if ok {
-			http.Redirect(w, r, ret, http.StatusSeeOther)
-			return nil
-		}
-		if reason == reasonPaymentFailed {
-			http.Redirect(w, r, h.prefix+"/portal?return="+url.QueryEscape(ret), http.StatusSeeOther)
-			return nil
-		}
-		customer = id.customer // a lapsed customer subscribes again as themselves
-		if h.hadTrial(subs) {
+		if hadTrial {
 			trialDays = 0 // one free trial per customer
 		}
 	}
@@ -138,9 +128,33 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(h.StripeTimeout))
 	defer cancel()
 
+	if h.login != nil && customer == "" {
+		// The cache's "no customer" may be older than a payment in
+		// another tab or on another instance: before selling, ask Stripe
+		// again, and sell to the customer it names (or, with metadata,
+		// the one made for the user), with its facts read afresh.
+		if customer, err = h.loginCustomerNow(ctx, id.login); err != nil {
+			return h.stripeFailed(w, r, ret, err)
+		}
+		if customer != "" {
+			h.account.invalidate(customer)
+			done, hadTrial, err := h.sellingTo(w, r, customer, t, ret)
+			if done {
+				return err
+			}
+			if hadTrial {
+				trialDays = 0
+			}
+		}
+	}
+	var email string // with kind email and no customer yet: Checkout's prefill
+	if h.login != nil && h.login.kind == loginEmail && customer == "" {
+		email = id.login
+	}
+
 	nonce, started := h.checkoutCookie(r)
 	if started != "" {
-		if done, err := h.resumeCheckout(ctx, w, r, t, nonce, started, customer, ret); done {
+		if done, err := h.resumeCheckout(ctx, w, r, t, nonce, started, customer, email, ret); done {
 			return err
 		}
 		if err := h.spend(t); err != nil { // the visit's call went to the resume
@@ -163,14 +177,6 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Stripe replaces {CHECKOUT_SESSION_ID} only when it stands unescaped.
 	success := base + h.prefix + "/success?return=" + url.QueryEscape(ret) + "&session_id={CHECKOUT_SESSION_ID}"
-	var email string
-	if h.login != nil && customer == "" {
-		if h.login.kind == loginEmail {
-			email = id.login
-		} else if customer, err = h.customerForCheckout(ctx, id.login); err != nil {
-			return h.stripeFailed(w, r, ret, err)
-		}
-	}
 	req := checkoutRequest{
 		Price:               price,
 		Customer:            customer,
@@ -209,13 +215,38 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// sellingTo decides a checkout for a known customer: done (and answered)
+// when they pay already (back where they came from) or their payment
+// failed (to the billing portal, not a second subscription); otherwise
+// whether they had a trial of what this handler sells.
+func (h *Handler) sellingTo(w http.ResponseWriter, r *http.Request, customer string, t time.Time, ret string) (done, hadTrial bool, err error) {
+	subs, err := h.customerState(customer, t.UnixNano())
+	if err != nil {
+		return true, false, h.unavailable(w, r, ret)
+	}
+	ok, reason := h.entitlement(subs, t)
+	if ok {
+		http.Redirect(w, r, ret, http.StatusSeeOther)
+		return true, false, nil
+	}
+	if reason == reasonPaymentFailed {
+		http.Redirect(w, r, h.prefix+"/portal?return="+url.QueryEscape(ret), http.StatusSeeOther)
+		return true, false, nil
+	}
+	return false, h.hadTrial(subs), nil
+}
+
 // resumeCheckout looks up the checkout this browser started last and, when
 // it can, answers with it (done): back to it while it is open with
 // resumeMargin to run, or in when it was completed. A session too close to
 // its end, or for another customer, is expired first, so that a tab still
 // showing it cannot be paid as well as the one that replaces it. Not done:
 // a new checkout is to be made.
-func (h *Handler) resumeCheckout(ctx context.Context, w http.ResponseWriter, r *http.Request, t time.Time, nonce, id, customer, ret string) (bool, error) {
+//
+// A session is this visitor's when it is for their customer and, for a
+// site's user whose checkout makes the customer (email), prefilled with
+// their email: on a shared browser, another user's open checkout is not.
+func (h *Handler) resumeCheckout(ctx context.Context, w http.ResponseWriter, r *http.Request, t time.Time, nonce, id, customer, email, ret string) (bool, error) {
 	sess, err := h.stripe.checkoutSession(ctx, id)
 	switch {
 	case errors.Is(err, errStripeNotFound):
@@ -228,7 +259,8 @@ func (h *Handler) resumeCheckout(ctx context.Context, w http.ResponseWriter, r *
 		return true, h.finishCheckout(w, r, sess, ret) // the success page never arrived
 	case sess.Status != "open":
 		return false, nil
-	case sess.URL != "" && sess.Customer == customer && time.Unix(sess.ExpiresAt, 0).Sub(t) >= resumeMargin:
+	case sess.URL != "" && sess.Customer == customer && (email == "" || strings.EqualFold(sess.PrefilledEmail, email)) &&
+		time.Unix(sess.ExpiresAt, 0).Sub(t) >= resumeMargin:
 		// Left in a closed tab, by the back button, after a declined card.
 		http.Redirect(w, r, sess.URL, http.StatusSeeOther)
 		return true, nil

@@ -72,6 +72,7 @@ type loginSource struct {
 	vouch   string // the auth answer's placeholder that must agree, with header
 
 	logins    *loginCache
+	key       string // of logins in the account
 	unvouched logThrottle
 }
 
@@ -96,25 +97,30 @@ func newLoginSource(id *Identity) (*loginSource, error) {
 	default:
 		return nil, fmt.Errorf("identity: kind %q must be email, customer or metadata", id.Kind)
 	}
-	if h, ok := strings.CutPrefix(name, "http.request.header."); ok {
+	switch {
+	case strings.HasPrefix(name, "http.request.header."):
+		h := strings.TrimPrefix(name, "http.request.header.")
 		if h == "" {
 			return nil, fmt.Errorf("identity: %q names no header", id.Source)
 		}
 		s.header = textproto.CanonicalMIMEHeaderKey(h)
 		s.vouch = "http.reverse_proxy.header." + s.header
-	} else if strings.HasPrefix(name, "http.request.") {
-		return nil, fmt.Errorf("identity: %q is sent by the client, who could name anyone; use a placeholder set by the site's login, "+
-			"such as {http.auth.user.id}, or a request header that forward_auth copies (copy_headers)", id.Source)
+	case strings.HasPrefix(name, "http.auth.user."), strings.HasPrefix(name, "http.vars."), strings.HasPrefix(name, "http.reverse_proxy.header."):
+	default:
+		// Others are the client's to choose ({http.request.cookie.*},
+		// {http.regexp.*} of a path or header, the query) or no login at all.
+		return nil, fmt.Errorf("identity: %q is not set by a login, and a client could name anyone with it; use {http.auth.user.*} "+
+			"(Caddy's authentication handlers), a request header that forward_auth copies ({http.request.header.*}), "+
+			"{http.reverse_proxy.header.*}, or {http.vars.*} set by your own config", id.Source)
 	}
 	return s, nil
 }
 
-// cacheKind names the login cache a source shares with others of its kind.
-func (s *loginSource) cacheKind() string {
-	if s.kind == loginMetadata {
-		return s.kind + "\x00" + s.metaKey
-	}
-	return s.kind
+// cacheKey names the login cache a source shares with the others of its
+// kind that sell the same: which of several customers with one email a user
+// is matched to depends on what the handler sells.
+func (s *loginSource) cacheKey(prices, products []string) string {
+	return s.kind + "\x00" + s.metaKey + "\x00" + strings.Join(prices, " ") + "\x00" + strings.Join(products, " ")
 }
 
 // value reads the site's user from the request: "" for nobody.
@@ -156,11 +162,18 @@ func (s *loginSource) value(r *http.Request, repl *caddy.Replacer, logger *zap.L
 // loginCache maps the site's users to Stripe customers: what Stripe said,
 // for cache_ttl, like the customers' facts beside it. A user Stripe has no
 // customer for is kept too (an identity without customer), and forgotten
-// when a webhook or this paywall's own checkout says there is one now.
+// when a webhook or this paywall's own checkout says there is one now. It
+// is indexed by customer and by email in lower case, so that a webhook
+// forgets what it concerns without walking the cache.
 type loginCache struct {
-	mu      sync.RWMutex
-	m       map[string]*loginEntry
-	max     int
+	kind, metaKey string
+
+	mu         sync.RWMutex
+	m          map[string]*loginEntry
+	byCustomer map[string]map[string]struct{} // customer → users matched to it
+	byEmail    map[string]map[string]struct{} // kind email: lower-case email → users
+	max        int
+
 	flights singleflight.Group
 	gen     atomic.Uint64 // counts forgets, so that a read they overtook is not stored
 	users   int           // handlers using it; under account.loginsMu
@@ -171,8 +184,13 @@ type loginEntry struct {
 	fetched int64    // unix nanos of the Stripe read; 0 when none is needed
 }
 
-func newLoginCache(max int) *loginCache {
-	c := &loginCache{m: make(map[string]*loginEntry), max: max}
+func newLoginCache(kind, metaKey string, max int) *loginCache {
+	c := &loginCache{
+		kind: kind, metaKey: metaKey, max: max,
+		m:          make(map[string]*loginEntry),
+		byCustomer: make(map[string]map[string]struct{}),
+		byEmail:    make(map[string]map[string]struct{}),
+	}
 	c.gen.Store(1) // 0 is put's "always"
 	return c
 }
@@ -197,83 +215,128 @@ func (c *loginCache) put(v, customer string, fetched int64, gen uint64) identity
 	if gen != 0 && c.gen.Load() != gen {
 		return id
 	}
-	if _, ok := c.m[v]; !ok && len(c.m) >= c.max {
+	if _, ok := c.m[v]; ok {
+		c.drop(v)
+	} else if len(c.m) >= c.max {
 		n := max(1, c.max/100)
 		for k := range c.m {
-			delete(c.m, k)
+			c.drop(k)
 			if n--; n <= 0 {
 				break
 			}
 		}
 	}
-	c.m[strings.Clone(v)] = &loginEntry{id: id, fetched: fetched}
+	v = strings.Clone(v)
+	c.m[v] = &loginEntry{id: id, fetched: fetched}
+	if customer != "" {
+		addIndex(c.byCustomer, customer, v)
+	}
+	if c.kind == loginEmail {
+		addIndex(c.byEmail, strings.ToLower(v), v)
+	}
 	return id
 }
 
-// forget drops the users for which match is true.
-func (c *loginCache) forget(match func(v string, e *loginEntry) bool) {
-	c.mu.Lock()
-	c.gen.Add(1)
-	for v, e := range c.m {
-		if match(v, e) {
-			delete(c.m, v)
+// drop deletes a user and their index entries. Called with mu held.
+func (c *loginCache) drop(v string) {
+	e := c.m[v]
+	if e == nil {
+		return
+	}
+	delete(c.m, v)
+	if e.id.customer != "" {
+		removeIndex(c.byCustomer, e.id.customer, v)
+	}
+	if c.kind == loginEmail {
+		removeIndex(c.byEmail, strings.ToLower(v), v)
+	}
+}
+
+func addIndex(ix map[string]map[string]struct{}, k, v string) {
+	set := ix[k]
+	if set == nil {
+		set = make(map[string]struct{}, 1)
+		ix[k] = set
+	}
+	set[v] = struct{}{}
+}
+
+func removeIndex(ix map[string]map[string]struct{}, k, v string) {
+	if set := ix[k]; set != nil {
+		delete(set, v)
+		if len(set) == 0 {
+			delete(ix, k)
 		}
 	}
-	c.mu.Unlock()
+}
+
+// forget drops, after a webhook, the users Stripe had no customer for whose
+// email or metadata value a new or changed customer now carries, and with
+// changed, every user matched to that customer.
+func (c *loginCache) forget(email string, metadata map[string]string, changed string) {
+	value, hasValue := metadata[c.metaKey]
+	relevant := changed != "" || (c.kind == loginEmail && email != "") || (c.kind == loginMetadata && hasValue)
+	if !relevant {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen.Add(1)
+	if changed != "" {
+		for v := range c.byCustomer[changed] {
+			c.drop(v)
+		}
+	}
+	dropUnmatched := func(v string) {
+		if e := c.m[v]; e != nil && e.id.customer == "" {
+			c.drop(v)
+		}
+	}
+	switch {
+	case c.kind == loginEmail && email != "":
+		for v := range c.byEmail[strings.ToLower(email)] {
+			dropUnmatched(v)
+		}
+	case c.kind == loginMetadata && hasValue:
+		dropUnmatched(value)
+	}
 }
 
 // loginCache returns the account's cache for a kind of login, made on first
 // use and kept while a handler uses it.
-func (a *account) loginCache(kind string, max int) *loginCache {
+func (a *account) loginCache(key, kind, metaKey string, max int) *loginCache {
 	a.loginsMu.Lock()
 	defer a.loginsMu.Unlock()
-	c := a.logins[kind]
+	c := a.logins[key]
 	if c == nil {
-		c = newLoginCache(max)
-		a.logins[kind] = c
+		c = newLoginCache(kind, metaKey, max)
+		a.logins[key] = c
 	}
 	c.users++
 	return c
 }
 
-func (a *account) releaseLoginCache(kind string) {
+func (a *account) releaseLoginCache(key string) {
 	a.loginsMu.Lock()
 	defer a.loginsMu.Unlock()
-	if c := a.logins[kind]; c != nil {
+	if c := a.logins[key]; c != nil {
 		if c.users--; c.users <= 0 {
-			delete(a.logins, kind)
+			delete(a.logins, key)
 		}
 	}
 }
 
 // forgetLogins drops what the account's login caches say when a webhook
-// says Stripe's customers changed: users Stripe had no customer for, whose
-// email or metadata value a new or changed customer now carries; and, with
-// changed, every user matched to that customer, who may no longer have the
-// email or metadata they were matched by.
+// says Stripe's customers changed (see loginCache.forget).
 func (a *account) forgetLogins(email string, metadata map[string]string, changed string) {
 	a.loginsMu.Lock()
-	caches := make(map[string]*loginCache, len(a.logins))
-	for k, c := range a.logins {
-		caches[k] = c
+	caches := make([]*loginCache, 0, len(a.logins))
+	for _, c := range a.logins {
+		caches = append(caches, c)
 	}
 	a.loginsMu.Unlock()
-	for kind, c := range caches {
-		key, isMeta := strings.CutPrefix(kind, loginMetadata+"\x00")
-		c.forget(func(v string, e *loginEntry) bool {
-			switch {
-			case changed != "" && e.id.customer == changed:
-				return true
-			case e.id.customer != "":
-				return false
-			case kind == loginEmail:
-				return email != "" && strings.EqualFold(v, email)
-			case isMeta:
-				mv, ok := metadata[key]
-				return ok && mv == v
-			}
-			return false
-		})
+	for _, c := range caches {
+		c.forget(email, metadata, changed)
 	}
 }
 
@@ -408,24 +471,30 @@ func (h *Handler) everSubscribed(subs []subscriptionState) bool {
 	return false
 }
 
-// customerForCheckout returns the customer a checkout for a login that has
-// none yet is to be made for: with kind metadata, a new customer carrying
-// the login in its metadata, remembered at once (Stripe's search would not
-// find it for up to a minute). Its idempotency key comes from the login, so
-// that concurrent checkouts, here or on another instance within Stripe's 24
-// hours, make one customer. Other kinds need none: email prefills Checkout,
-// which makes the customer.
-func (h *Handler) customerForCheckout(ctx context.Context, v string) (string, error) {
-	if h.login.kind != loginMetadata {
-		return "", nil
-	}
-	sum := sha256.Sum256([]byte("paywall customer\x00" + h.login.metaKey + "\x00" + v))
-	cus, err := h.stripe.createCustomer(ctx, h.login.metaKey, v, "paywall-customer-"+hex.EncodeToString(sum[:16]))
+// loginCustomerNow asks Stripe, past the cache, for the customer of a
+// site's user about to be sold a subscription, and remembers the answer.
+// With kind metadata and no customer yet, it makes one carrying the user
+// in its metadata, remembered at once (Stripe's search would not find it
+// for up to a minute); its idempotency key comes from the user, so that
+// concurrent checkouts, here or on another instance within Stripe's 24
+// hours, make one customer. With kind email and none, "": Checkout makes
+// the customer, with the email filled in.
+func (h *Handler) loginCustomerNow(ctx context.Context, v string) (string, error) {
+	c := h.login.logins
+	gen := c.gen.Load()
+	customer, _, err := h.findCustomer(ctx, v, false)
 	if err != nil {
 		return "", err
 	}
-	h.login.logins.put(v, cus, now().UnixNano(), 0)
-	return cus, nil
+	if customer == "" && h.login.kind == loginMetadata {
+		sum := sha256.Sum256([]byte("paywall customer\x00" + h.login.metaKey + "\x00" + v))
+		if customer, err = h.stripe.createCustomer(ctx, h.login.metaKey, v, "paywall-customer-"+hex.EncodeToString(sum[:16])); err != nil {
+			return "", err
+		}
+		gen = 0 // made here: nothing a webhook says is newer
+	}
+	c.put(v, customer, now().UnixNano(), gen)
+	return customer, nil
 }
 
 // learnLogin remembers the customer a finished checkout made for a login,

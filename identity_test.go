@@ -281,8 +281,10 @@ func TestIdentityValidation(t *testing.T) {
 		id   Identity
 		want string
 	}{
-		{Identity{Source: "{http.request.cookie.user}", Kind: loginEmail}, "sent by the client"},
-		{Identity{Source: "{http.request.uri.query.u}", Kind: loginEmail}, "sent by the client"},
+		{Identity{Source: "{http.request.cookie.user}", Kind: loginEmail}, "could name anyone"},
+		{Identity{Source: "{http.request.uri.query.u}", Kind: loginEmail}, "could name anyone"},
+		{Identity{Source: "{http.regexp.user.1}", Kind: loginEmail}, "could name anyone"},
+		{Identity{Source: "{env.USER}", Kind: loginEmail}, "not set by a login"},
 		{Identity{Source: "http.auth.user.id", Kind: loginEmail}, "one placeholder"},
 		{Identity{Source: "{a}{b}", Kind: loginEmail}, "one placeholder"},
 		{Identity{Source: "{http.auth.user.id}", Kind: "name"}, "kind"},
@@ -304,5 +306,66 @@ func TestIdentityValidation(t *testing.T) {
 	_ = h.Cleanup()
 	if err == nil || !strings.Contains(err.Error(), "email: sign-in by email is for the cookie identity") {
 		t.Errorf("email block with a login identity: %v", err)
+	}
+}
+
+func TestASharedBrowserNeverResumesAnotherUsersCheckout(t *testing.T) {
+	w := loginWorld(t, loginEmail, "")
+	c := w.browser() // one browser, two users of the site, one after the other
+	resp := w.do(c, http.MethodGet, "/paywall/checkout?return=/premium/a", "X-Test-User", "ann@example.com")
+	ann := w.sessionOf(resp.Header.Get("Location"))
+	resp = w.do(c, http.MethodGet, "/paywall/checkout?return=/premium/a", "X-Test-User", "bob@example.com")
+	bob := w.sessionOf(resp.Header.Get("Location"))
+	if bob.ID == ann.ID || bob.CustomerEmail != "bob@example.com" {
+		t.Fatalf("bob was sent to session %s prefilled %q; ann's is %s", bob.ID, bob.CustomerEmail, ann.ID)
+	}
+	// Ann, back, resumes hers... which Bob's checkout closed, so that it
+	// cannot be paid too: she gets a new one, prefilled for her.
+	resp = w.do(c, http.MethodGet, "/paywall/checkout?return=/premium/a", "X-Test-User", "ann@example.com")
+	if again := w.sessionOf(resp.Header.Get("Location")); again.CustomerEmail != "ann@example.com" {
+		t.Errorf("ann's checkout is prefilled %q", again.CustomerEmail)
+	}
+}
+
+func TestALoginWhoPaidElsewhereIsNotSoldAgain(t *testing.T) {
+	// Another instance (or tab) took the payment, and no webhook reached
+	// this one: its cache still says "no customer".
+	w := loginWorld(t, loginEmail, "")
+	if resp := w.as("fay@example.com", http.MethodGet, "/premium/a"); resp.StatusCode != http.StatusPaymentRequired {
+		t.Fatalf("before: %d", resp.StatusCode)
+	}
+	cus := w.fake.CreateCustomer("fay@example.com")
+	w.fake.CreateSubscription(cus, testPrice, "active")
+	resp := w.as("fay@example.com", http.MethodGet, "/paywall/checkout?return=/premium/a")
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/premium/a" {
+		t.Fatalf("checkout for a user who pays: %d to %q, want back to the page", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if n := len(w.fake.Sessions()); n != 0 {
+		t.Errorf("%d checkout sessions made for a paying user", n)
+	}
+	if resp := w.as("fay@example.com", http.MethodGet, "/premium/a"); resp.StatusCode != http.StatusOK {
+		t.Errorf("after: %d", resp.StatusCode)
+	}
+}
+
+func TestLoginCachesAreKeptPerThingSold(t *testing.T) {
+	// Which of several customers with one email a user is matched to
+	// depends on what the handler sells.
+	w := loginWorld(t, loginEmail, "")
+	other := provisionTestHandler(t, w.h.APIURL, func(h *Handler) {
+		h.Prices = []string{"price_other"}
+		h.Identity = &Identity{Source: "{http.auth.user.id}", Kind: loginEmail}
+	})
+	same := provisionTestHandler(t, w.h.APIURL, func(h *Handler) {
+		h.Identity = &Identity{Source: "{http.auth.user.id}", Kind: loginEmail}
+	})
+	if other.account != w.h.account {
+		t.Fatal("the handlers do not share the account")
+	}
+	if other.login.logins == w.h.login.logins {
+		t.Error("handlers selling different prices share a login cache")
+	}
+	if same.login.logins != w.h.login.logins {
+		t.Error("handlers selling the same price do not share a login cache")
 	}
 }

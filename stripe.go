@@ -80,6 +80,7 @@ type checkoutSession struct {
 	ClientReferenceID string
 	Customer          string
 	CustomerEmail     string // what the payer gave at checkout
+	PrefilledEmail    string // customer_email, as the session was made
 	ExpiresAt         int64
 }
 
@@ -392,5 +393,6 @@ func sessionFrom(s *stripe.CheckoutSession) checkoutSession {
 	if s.CustomerDetails != nil {
 		out.CustomerEmail = s.CustomerDetails.Email
 	}
+	out.PrefilledEmail = s.CustomerEmail
 	return out
 }
