@@ -12,9 +12,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -518,6 +520,47 @@ func BenchmarkPaidWriter(b *testing.B) {
 			if w.status != http.StatusOK || w.header.Get("Cache-Control") != ours {
 				b.Fatalf("status %d, Cache-Control %q", w.status, w.header.Get("Cache-Control"))
 			}
+		})
+	}
+}
+
+// BenchmarkSigninAnswer is the answer to a request for a sign-in link, for
+// a subscriber's address and for one Stripe does not know: the lookup and
+// the mail run after the answer, so the two should cost the same. Limits
+// and the sign-in budget are off, so that every request is one that would
+// mail; the work after the answer runs beside the timed loop and is waited
+// for at the end.
+func BenchmarkSigninAnswer(b *testing.B) {
+	s := newBenchSite(b, withEmail, func(h *Handler) {
+		h.SigninLimit = &Limit{Off: true}
+		h.SigninIPLimit = &Limit{Off: true}
+	})
+	s.h.signin.mailer = &mailbox{}
+	s.h.account.signinBudget = newTokenBucket(1_000_000, 1_000_000)
+	cus := s.fake.CreateCustomer("reader@example.com")
+	s.fake.CreateSubscription(cus, testPrice, "active")
+	for _, email := range []string{"reader@example.com", "nobody@example.com"} {
+		name := "subscriber"
+		if email != "reader@example.com" {
+			name = "unknown"
+		}
+		b.Run(name, func(b *testing.B) {
+			body := "email=" + url.QueryEscape(email) + "&return=%2Fpremium%2Farticle"
+			w := newDiscard()
+			b.ReportAllocs()
+			for b.Loop() {
+				r, _ := gateRequest("", "Content-Type", "application/x-www-form-urlencoded", "Sec-Fetch-Site", "same-origin")
+				r.Method = http.MethodPost
+				r.URL.Path = "/paywall/signin"
+				r.Host = "localhost"
+				r.Body = io.NopCloser(strings.NewReader(body))
+				w.reset()
+				if err := s.h.ServeHTTP(w, r, noopNext); err != nil || w.status != http.StatusAccepted {
+					b.Fatalf("status %d, err %v", w.status, err)
+				}
+			}
+			b.StopTimer()
+			s.h.account.reads.Wait()
 		})
 	}
 }

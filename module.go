@@ -472,9 +472,6 @@ func (h *Handler) provisionIdentity(repl *caddy.Replacer) error {
 	if err != nil {
 		return err
 	}
-	if h.publicURL == "" {
-		h.logger.Warn("email: sign-in links are mailed only when public_url is set (or to visitors on a loopback address); set public_url to the scheme and host visitors use")
-	}
 	if m.tls == "off" && !isLoopback(m.host) {
 		h.logger.Warn("email: tls off sends the mail and the SMTP password unencrypted; use it only for a relay on this machine",
 			zap.String("smtp", c.SMTP))
