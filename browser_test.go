@@ -17,7 +17,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
-	"github.com/caddy-paywall/paywall/internal/caddytest"
+	"github.com/caddy-paywall/paywall/internal/caddyrun"
 	"github.com/caddy-paywall/paywall/internal/mailpit"
 	"github.com/caddy-paywall/paywall/internal/stripefake"
 )
@@ -323,7 +323,7 @@ func startDemo(t *testing.T) *demo {
 	t.Cleanup(fake.Close)
 
 	const webhookSecret = "whsec_browser_test_not_secret"
-	inst := caddytest.Start(t, withoutLeadingComments(config), map[string]string{
+	inst := caddyrun.Start(t, withoutLeadingComments(config), map[string]string{
 		"STRIPE_SECRET_KEY":     "sk_test_browser",
 		"STRIPE_WEBHOOK_SECRET": webhookSecret,
 		"STRIPE_API_URL":        fake.URL(),
@@ -340,7 +340,7 @@ func startDemo(t *testing.T) *demo {
 }
 
 // withoutLeadingComments drops the comment lines before the global options
-// block: caddytest adds its own options to that block only when the file
+// block: caddyrun adds its own options to that block only when the file
 // opens with it.
 func withoutLeadingComments(caddyfile string) string {
 	for strings.HasPrefix(caddyfile, "#") || strings.HasPrefix(caddyfile, "\n") {

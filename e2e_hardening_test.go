@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-paywall/paywall/internal/caddytest"
+	"github.com/caddy-paywall/paywall/internal/caddyrun"
 	"github.com/caddy-paywall/paywall/internal/stripefake"
 )
 
 // e2eStart runs Caddy with caddyfile against a new fake Stripe, the
 // secrets in the environment as operators are told to keep them.
-func e2eStart(t *testing.T, caddyfile string, env map[string]string) (*caddytest.Instance, *stripefake.Server) {
+func e2eStart(t *testing.T, caddyfile string, env map[string]string) (*caddyrun.Instance, *stripefake.Server) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs caddy")
@@ -32,7 +32,7 @@ func e2eStart(t *testing.T, caddyfile string, env map[string]string) (*caddytest
 	for k, v := range env {
 		all[k] = v
 	}
-	return caddytest.Start(t, caddyfile, all), fake
+	return caddyrun.Start(t, caddyfile, all), fake
 }
 
 // e2eSubscribe takes browser c through checkout and payment on site.

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-paywall/paywall/internal/caddytest"
+	"github.com/caddy-paywall/paywall/internal/caddyrun"
 	"github.com/caddy-paywall/paywall/internal/stripefake"
 )
 
@@ -36,7 +36,7 @@ func identFake(t *testing.T) *stripefake.Server {
 // already filled, the secrets in the environment. With webhooks, the
 // fake delivers its events to the site's /paywall/webhook, and every
 // delivery has arrived before Caddy stops.
-func identStart(t *testing.T, fake *stripefake.Server, caddyfile string, env map[string]string, webhooks bool) *caddytest.Instance {
+func identStart(t *testing.T, fake *stripefake.Server, caddyfile string, env map[string]string, webhooks bool) *caddyrun.Instance {
 	t.Helper()
 	secret := stripefake.NewWebhookSecret()
 	all := map[string]string{
@@ -47,7 +47,7 @@ func identStart(t *testing.T, fake *stripefake.Server, caddyfile string, env map
 	for k, v := range env {
 		all[k] = v
 	}
-	inst := caddytest.Start(t, caddyfile, all)
+	inst := caddyrun.Start(t, caddyfile, all)
 	if webhooks {
 		fake.AddWebhookEndpoint(inst.URL()+"/paywall/webhook", secret)
 		// Cleanups run last-in first-out: deliveries finish while Caddy runs.
@@ -60,7 +60,7 @@ func identStart(t *testing.T, fake *stripefake.Server, caddyfile string, env map
 // under test, at the lowest cost so that each request checks it quickly.
 func identHash(t *testing.T, password string) string {
 	t.Helper()
-	out, err := exec.Command(caddytest.Binary(t), "hash-password", "--algorithm", "bcrypt", "--bcrypt-cost", "4",
+	out, err := exec.Command(caddyrun.Binary(t), "hash-password", "--algorithm", "bcrypt", "--bcrypt-cost", "4",
 		"--plaintext", password).Output()
 	if err != nil {
 		t.Fatalf("caddy hash-password: %v", err)

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-paywall/paywall/internal/caddytest"
+	"github.com/caddy-paywall/paywall/internal/caddyrun"
 	"github.com/caddy-paywall/paywall/internal/mailpit"
 	"github.com/caddy-paywall/paywall/internal/stripefake"
 )
@@ -21,7 +21,7 @@ const e2eSMTPPassword = "smtp-e2e-Hk4Rt8Vw2Zq6"
 
 // e2eSigninSite runs Caddy with email sign-in sending to a real SMTP server
 // (Mailpit) on loopback, with a login, over plain TLS-less loopback.
-func e2eSigninSite(t *testing.T, extra string) (*caddytest.Instance, *stripefake.Server, *mailpit.Server) {
+func e2eSigninSite(t *testing.T, extra string) (*caddyrun.Instance, *stripefake.Server, *mailpit.Server) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs caddy and mailpit")
@@ -71,7 +71,7 @@ func e2ePost(t *testing.T, c *http.Client, u string, form url.Values, header ...
 
 // signinCount reads caddy_paywall_signin_total{event=…} from Caddy's admin
 // API.
-func signinCount(t *testing.T, inst *caddytest.Instance, event string) int {
+func signinCount(t *testing.T, inst *caddyrun.Instance, event string) int {
 	t.Helper()
 	res, err := http.Get(inst.AdminURL() + "/metrics")
 	if err != nil {
@@ -91,7 +91,7 @@ func signinCount(t *testing.T, inst *caddytest.Instance, event string) int {
 
 // waitCount waits until the counter reaches n: the work after the answer
 // is done.
-func waitCount(t *testing.T, inst *caddytest.Instance, event string, n int) {
+func waitCount(t *testing.T, inst *caddyrun.Instance, event string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for signinCount(t, inst, event) < n {

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddy-paywall/paywall/internal/caddytest"
+	"github.com/caddy-paywall/paywall/internal/caddyrun"
 	"github.com/caddy-paywall/paywall/internal/stripefake"
 )
 
@@ -48,7 +48,7 @@ func TestEndToEnd(t *testing.T) {
 
 	secretKey := "sk_test_e2e" + e2eRandomHex(t)
 	webhookSecret := stripefake.NewWebhookSecret()
-	inst := caddytest.Start(t, e2eCaddyfile, map[string]string{
+	inst := caddyrun.Start(t, e2eCaddyfile, map[string]string{
 		"E2E_STRIPE_SECRET_KEY":     secretKey,
 		"E2E_STRIPE_WEBHOOK_SECRET": webhookSecret,
 		"E2E_API_URL":               fake.URL(),
@@ -246,7 +246,7 @@ func TestEndToEndValidate(t *testing.T) {
 	}
 	const price = "\t\tprice price_demo_monthly\n"
 
-	out, err := caddytest.Validate(t, site("\t\tsecret_key pk_test_abc\n"+price), nil)
+	out, err := caddyrun.Validate(t, site("\t\tsecret_key pk_test_abc\n"+price), nil)
 	if err == nil {
 		t.Error("a publishable key as secret_key validated")
 	}
@@ -255,7 +255,7 @@ func TestEndToEndValidate(t *testing.T) {
 	}
 
 	// The same mistake through the environment is caught in Provision.
-	out, err = caddytest.Validate(t, site("\t\tsecret_key {env.E2E_KEY}\n"+price), map[string]string{"E2E_KEY": "pk_test_fromenv"})
+	out, err = caddyrun.Validate(t, site("\t\tsecret_key {env.E2E_KEY}\n"+price), map[string]string{"E2E_KEY": "pk_test_fromenv"})
 	if err == nil {
 		t.Error("a publishable key from the environment validated")
 	}
@@ -263,12 +263,12 @@ func TestEndToEndValidate(t *testing.T) {
 		t.Errorf("publishable key from env: output must name secret_key and not repeat the key:\n%s", out)
 	}
 
-	out, err = caddytest.Validate(t, site("\t\tsecret_key sk_test_abc\n"+price+"\t\tbogus_option 1\n"), nil)
+	out, err = caddyrun.Validate(t, site("\t\tsecret_key sk_test_abc\n"+price+"\t\tbogus_option 1\n"), nil)
 	if err == nil || !strings.Contains(out, "bogus_option") {
 		t.Errorf("unknown option: err %v, output must name bogus_option:\n%s", err, out)
 	}
 
-	out, err = caddytest.Validate(t, site("\t\tsecret_key {env.E2E_KEY}\n"+price), map[string]string{"E2E_KEY": "sk_test_abc"})
+	out, err = caddyrun.Validate(t, site("\t\tsecret_key {env.E2E_KEY}\n"+price), map[string]string{"E2E_KEY": "sk_test_abc"})
 	if err != nil {
 		t.Errorf("a good configuration failed to validate: %v\n%s", err, out)
 	}
@@ -280,7 +280,7 @@ func TestEndToEndAdapt(t *testing.T) {
 		t.Skip("runs caddy")
 	}
 	t.Parallel()
-	js := caddytest.Adapt(t, e2eCaddyfile)
+	js := caddyrun.Adapt(t, e2eCaddyfile)
 	if !strings.Contains(js, `"handler":"paywall"`) {
 		t.Errorf("adapted config lacks \"handler\":\"paywall\":\n%s", js)
 	}

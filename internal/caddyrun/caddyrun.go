@@ -1,4 +1,4 @@
-// Package caddytest runs a real Caddy binary, built with the paywall plugin,
+// Package caddyrun runs a real Caddy binary, built with the paywall plugin,
 // for end-to-end tests: on loopback ports chosen at run time, with its
 // storage, config and home in the test's temporary directory, so a test
 // never touches the machine's own Caddy state.
@@ -19,7 +19,7 @@
 // itself. Sites are then addressed as http://127.0.0.1:{{.HTTPPort}} (or
 // :{{.HTTPPort}}, or any http:// address without a port); Start waits for
 // that port, so a Caddyfile given to it must serve something there.
-package caddytest
+package caddyrun
 
 import (
 	"bytes"
@@ -126,10 +126,10 @@ func Start(t testing.TB, caddyfile string, env map[string]string) *Instance {
 			return inst
 		}
 		if errors.Is(err, errPortTaken) && attempt < attempts {
-			t.Logf("caddytest: %v; retrying with other ports", err)
+			t.Logf("caddyrun: %v; retrying with other ports", err)
 			continue
 		}
-		t.Fatalf("caddytest: %v", err)
+		t.Fatalf("caddyrun: %v", err)
 	}
 }
 
@@ -177,7 +177,7 @@ func start(t testing.TB, bin, caddyfile string, env map[string]string) (*Instanc
 	t.Cleanup(func() {
 		inst.Stop()
 		if strings.Contains(inst.Logs(), installingTrust) {
-			t.Errorf("caddytest: Caddy installed a root certificate into the system trust store; give the site `tls internal` and skip_install_trust, or no TLS")
+			t.Errorf("caddyrun: Caddy installed a root certificate into the system trust store; give the site `tls internal` and skip_install_trust, or no TLS")
 		}
 		if t.Failed() {
 			t.Logf("caddy output (%s):\n%s", inst.ConfigFile, inst.Logs())
@@ -262,11 +262,11 @@ func runCommand(t testing.TB, verb, caddyfile string, env map[string]string) (st
 	dir := privateDir(t)
 	ports, err := freePorts(3)
 	if err != nil {
-		t.Fatalf("caddytest: %v", err)
+		t.Fatalf("caddyrun: %v", err)
 	}
 	file, err := writeCaddyfile(dir, caddyfile, ports[0], ports[1], ports[2])
 	if err != nil {
-		t.Fatalf("caddytest: %v", err)
+		t.Fatalf("caddyrun: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -284,7 +284,7 @@ func privateDir(t testing.TB) string {
 	dir := t.TempDir()
 	for _, sub := range []string{"home", "data", "config", "storage"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
-			t.Fatalf("caddytest: %v", err)
+			t.Fatalf("caddyrun: %v", err)
 		}
 	}
 	return dir
@@ -454,30 +454,30 @@ var (
 )
 
 // Binary returns the Caddy binary to test: $CADDY_BIN when set, or else
-// ./cmd/caddy of this module, built once per test process with `go build`
-// into a temporary directory (the same directory for every process of this
-// module, so repeated runs do not pile up copies).
+// ./cmd/caddy of the plugin's module (see PluginRoot), built once per test
+// process with `go build` into a temporary directory (the same directory
+// for every process, so repeated runs do not pile up copies).
 func Binary(t testing.TB) string {
 	t.Helper()
 	if bin := os.Getenv("CADDY_BIN"); bin != "" {
 		if _, err := os.Stat(bin); err != nil {
-			t.Fatalf("caddytest: CADDY_BIN=%s: %v (run `make caddy`, or unset CADDY_BIN to build ./cmd/caddy)", bin, err)
+			t.Fatalf("caddyrun: CADDY_BIN=%s: %v (run `make caddy`, or unset CADDY_BIN to build ./cmd/caddy)", bin, err)
 		}
 		return bin
 	}
 	buildOnce.Do(func() { builtBin, buildErr = build() })
 	if buildErr != nil {
-		t.Fatalf("caddytest: %v", buildErr)
+		t.Fatalf("caddyrun: %v", buildErr)
 	}
 	return builtBin
 }
 
 func build() (string, error) {
-	root, err := ModuleRoot()
+	root, err := PluginRoot()
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(os.TempDir(), "caddytest-"+shortHash(root))
+	dir := filepath.Join(os.TempDir(), "caddyrun-"+shortHash(root))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
@@ -517,34 +517,33 @@ func removeStale(dir, keep string) {
 	}
 }
 
+// goTool is the go command. go test puts its own GOROOT's bin first in
+// the test's PATH, so this is the go that runs the tests.
 func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
-		return p
-	}
 	return "go"
 }
 
-// ModuleRoot returns the directory of the go.mod of the module the current
-// directory belongs to (go test runs a test in its package's directory),
-// or else of the module this file is in.
-func ModuleRoot() (string, error) {
-	if out, err := exec.Command(goTool(), "env", "GOMOD").Output(); err == nil {
-		if mod := strings.TrimSpace(string(out)); mod != "" && mod != os.DevNull {
-			return filepath.Dir(mod), nil
+// pluginModule is the module whose ./cmd/caddy Binary builds.
+const pluginModule = "github.com/caddy-paywall/paywall"
+
+// PluginRoot returns the directory of the plugin's module, the one that
+// holds cmd/caddy, as the go command sees it from the current directory
+// (go test runs a test in its package's directory): the main module
+// itself, or, from a module that requires it (e2e/), its replacement.
+// Failing that, it is the directory two levels above this file.
+func PluginRoot() (string, error) {
+	if out, err := exec.Command(goTool(), "list", "-m", "-f", "{{.Dir}}", pluginModule).Output(); err == nil {
+		if dir := strings.TrimSpace(string(out)); dir != "" && fileExists(filepath.Join(dir, "cmd", "caddy")) {
+			return dir, nil
 		}
 	}
-	_, file, _, ok := runtime.Caller(0)
-	if ok {
-		for dir := filepath.Dir(file); ; dir = filepath.Dir(dir) {
-			if fileExists(filepath.Join(dir, "go.mod")) {
-				return dir, nil
-			}
-			if filepath.Dir(dir) == dir {
-				break
-			}
+	if _, file, _, ok := runtime.Caller(0); ok {
+		dir := filepath.Dir(filepath.Dir(filepath.Dir(file)))
+		if fileExists(filepath.Join(dir, "go.mod")) && fileExists(filepath.Join(dir, "cmd", "caddy")) {
+			return dir, nil
 		}
 	}
-	return "", errors.New("cannot find the module root (no go.mod above the current directory)")
+	return "", errors.New("cannot find the plugin's module (" + pluginModule + ") and its cmd/caddy")
 }
 
 func fileExists(p string) bool {

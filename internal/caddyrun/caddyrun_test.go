@@ -1,4 +1,4 @@
-package caddytest
+package caddyrun
 
 import (
 	"io"
