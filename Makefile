@@ -2,7 +2,8 @@
 #
 #   make tools   install stripe-mock, xcaddy, chromium, wrk (only what is missing)
 #   make caddy   build bin/caddy with the plugin, the operator's way (xcaddy)
-#   make test    everything CI checks: gofmt, go vet, go test -race
+#   make test    everything CI checks: gofmt, go vet, go test -race,
+#                in this module and in e2e/ (the browser test's own module)
 #   make fuzz    run each fuzz target for FUZZTIME (default 30s)
 #   make demo    scripts/demo.sh
 #   make bench   scripts/bench.sh
@@ -19,6 +20,9 @@ MODULE := github.com/caddy-paywall/paywall
 GOBIN := $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)
 XCADDY := $(GOBIN)/xcaddy
 STRIPE_MOCK := $(GOBIN)/stripe-mock
+# The nested module of the browser test: chromedp stays out of the plugin's
+# requirements.
+E2E := e2e
 # The Caddy that bin/caddy is built on: the one go.mod requires.
 CADDY_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/caddyserver/caddy/v2)
 
@@ -72,12 +76,16 @@ test: export STRIPE_MOCK_BIN := $(STRIPE_MOCK)
 test: export MAILPIT_BIN := $(GOBIN)/mailpit
 test: tools-go tools-browser bin/caddy lint vet
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+	cd $(E2E) && $(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
+# gofmt -l . covers e2e/ too; go vet stops at a module's edge, so it runs
+# in each.
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt:" >&2; echo "$$out" >&2; exit 1; fi
 
 vet:
 	$(GO) vet ./...
+	cd $(E2E) && $(GO) vet ./...
 
 # Seeds run in `make test`; this explores further, FUZZTIME per target.
 fuzz:

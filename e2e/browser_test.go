@@ -1,4 +1,4 @@
-package paywall_test
+package e2e
 
 import (
 	"bytes"
@@ -296,7 +296,8 @@ func (d *demo) wantDelivered(t *testing.T, eventType string) {
 // is skipped (failed in CI), as it is without the browser.
 func startDemo(t *testing.T) *demo {
 	t.Helper()
-	root, err := os.Getwd()
+	// go test runs this in e2e/; the demo is in the repository's root.
+	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +356,7 @@ func screenshotDir(t *testing.T) string {
 	t.Helper()
 	dir := os.Getenv("ARTIFACTS_DIR")
 	if dir == "" {
-		dir = filepath.Join("artifacts", "browser")
+		dir = filepath.Join("..", "artifacts", "browser")
 	}
 	dir, err := filepath.Abs(dir)
 	if err != nil {
