@@ -1,8 +1,9 @@
 # Build and test the paywall plugin.
 #
-#   make tools   install stripe-mock, xcaddy, chromium, wrk (only what is missing)
+#   make tools   install stripe-mock, xcaddy, Mailpit, staticcheck, chromium, wrk
+#                (only what is missing)
 #   make caddy   build bin/caddy with the plugin, the operator's way (xcaddy)
-#   make test    everything CI checks: gofmt, go vet, go test -race,
+#   make test    everything CI checks: gofmt, go vet, staticcheck, go test -race,
 #                in this module and in e2e/ (the browser test's own module)
 #   make fuzz    run each fuzz target for FUZZTIME (default 30s)
 #   make demo    scripts/demo.sh
@@ -20,6 +21,7 @@ MODULE := github.com/caddy-paywall/paywall
 GOBIN := $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)
 XCADDY := $(GOBIN)/xcaddy
 STRIPE_MOCK := $(GOBIN)/stripe-mock
+STATICCHECK := $(GOBIN)/staticcheck
 # The nested module of the browser test: chromedp stays out of the plugin's
 # requirements.
 E2E := e2e
@@ -38,7 +40,7 @@ FUZZ_TARGETS := FuzzCookieVerify FuzzCookieIdentify FuzzSafeReturn FuzzSigninTok
 CADDY_SOURCES := $(filter-out %_test.go,$(wildcard *.go)) $(wildcard cmd/caddy/*.go) go.mod go.sum \
 	$(wildcard templates/*)
 
-.PHONY: tools tools-go tools-browser tools-bench caddy test lint vet fuzz demo bench clean
+.PHONY: tools tools-go tools-browser tools-bench caddy test lint vet staticcheck fuzz demo bench clean
 
 tools:
 	scripts/tools.sh go browser bench
@@ -74,18 +76,23 @@ endif
 test: export CADDY_BIN := $(CURDIR)/bin/caddy
 test: export STRIPE_MOCK_BIN := $(STRIPE_MOCK)
 test: export MAILPIT_BIN := $(GOBIN)/mailpit
-test: tools-go tools-browser bin/caddy lint vet
+test: tools-go tools-browser bin/caddy lint vet staticcheck
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 	cd $(E2E) && $(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
-# gofmt -l . covers e2e/ too; go vet stops at a module's edge, so it runs
-# in each.
+# gofmt -l . covers e2e/ too; go vet and staticcheck stop at a module's
+# edge, so they run in each.
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt:" >&2; echo "$$out" >&2; exit 1; fi
 
 vet:
 	$(GO) vet ./...
 	cd $(E2E) && $(GO) vet ./...
+
+staticcheck:
+	@[ -x "$(STATICCHECK)" ] || scripts/tools.sh staticcheck
+	$(STATICCHECK) ./...
+	cd $(E2E) && $(STATICCHECK) ./...
 
 # Seeds run in `make test`; this explores further, FUZZTIME per target.
 fuzz:

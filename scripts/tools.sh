@@ -2,12 +2,18 @@
 # Installs the tools the build and the tests need, each only when it is
 # missing or at another version, so running it again costs a few checks.
 #
-#   scripts/tools.sh [go] [browser] [bench]    (no argument: all of them)
+#   scripts/tools.sh [go] [browser] [bench] [TOOL…]   (no argument: all groups)
 #
-#   go       stripe-mock, xcaddy and Mailpit (the SMTP server the mail tests
-#            run), with `go install …@version`
+#   go       every Go tool below, with `go install …@version`:
+#     xcaddy       builds bin/caddy (make caddy, make demo)
+#     mailpit      the SMTP server the mail tests and make demo run
+#     stripe-mock  Stripe's API mock, for the tests of every Stripe call
+#     staticcheck  the linter make test runs
 #   browser  Debian's chromium and chromium-driver, for the browser test
 #   bench    Debian's wrk, for `make bench`
+#
+# A Go tool may also be named alone (scripts/tools.sh xcaddy mailpit), so
+# that the demo installs only what it runs.
 #
 # Go tools come from the Go module proxy, Debian packages from Debian's
 # archive through apt-get; nothing else is downloaded.
@@ -16,6 +22,7 @@ set -euo pipefail
 STRIPE_MOCK_VERSION=v0.203.0
 XCADDY_VERSION=v0.4.5
 MAILPIT_VERSION=v1.33.1
+STATICCHECK_VERSION=v0.8.2
 
 GO=${GO:-go}
 gobin=$("$GO" env GOBIN)
@@ -61,15 +68,29 @@ debs() {
 	"${sudo[@]}" apt-get install -y -q "${missing[@]}"
 }
 
+# The Go tools, by name.
+GO_TOOLS=(stripe-mock xcaddy mailpit staticcheck)
+named_go_tool() {
+	case $1 in
+	stripe-mock) go_tool stripe-mock github.com/stripe/stripe-mock "$STRIPE_MOCK_VERSION" ;;
+	xcaddy) go_tool xcaddy github.com/caddyserver/xcaddy/cmd/xcaddy "$XCADDY_VERSION" ;;
+	mailpit) go_tool mailpit github.com/axllent/mailpit "$MAILPIT_VERSION" ;;
+	staticcheck) go_tool staticcheck honnef.co/go/tools/cmd/staticcheck "$STATICCHECK_VERSION" ;;
+	esac
+}
+
 want=("$@")
 [ ${#want[@]} -gt 0 ] || want=(go browser bench)
 
 for w in "${want[@]}"; do
 	case $w in
 	go)
-		go_tool stripe-mock github.com/stripe/stripe-mock "$STRIPE_MOCK_VERSION"
-		go_tool xcaddy github.com/caddyserver/xcaddy/cmd/xcaddy "$XCADDY_VERSION"
-		go_tool mailpit github.com/axllent/mailpit "$MAILPIT_VERSION"
+		for t in "${GO_TOOLS[@]}"; do
+			named_go_tool "$t"
+		done
+		;;
+	stripe-mock | xcaddy | mailpit | staticcheck)
+		named_go_tool "$w"
 		;;
 	browser)
 		debs chromium chromium-driver
@@ -78,7 +99,7 @@ for w in "${want[@]}"; do
 		debs wrk
 		;;
 	*)
-		log "unknown tool group '$w' (want go, browser or bench)"
+		log "unknown tool '$w' (want go, browser, bench, stripe-mock, xcaddy, mailpit or staticcheck)"
 		exit 2
 		;;
 	esac
