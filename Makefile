@@ -66,7 +66,7 @@ bin/caddy: $(CADDY_SOURCES)
 ifeq ($(CADDY_BUILD),go)
 	$(GO) build -o $@ ./cmd/caddy
 else
-	@[ -x "$(XCADDY)" ] || scripts/tools.sh go
+	@[ -x "$(XCADDY)" ] || scripts/tools.sh xcaddy
 	GOPROXY="$$($(GO) env GOPROXY | cut -d, -f1)|off" \
 		$(XCADDY) build $(CADDY_VERSION) --output $@ --with $(MODULE)=.
 endif

@@ -63,8 +63,8 @@ say "demo: building the Stripe sandbox (bin/stripe-sandbox)"
 go build -o bin/stripe-sandbox ./cmd/stripe-sandbox
 
 # Mailpit: $MAILPIT_BIN, else Go's bin folder or PATH, else installed into
-# Go's bin folder by scripts/tools.sh (with stripe-mock and xcaddy, which
-# the tests use).
+# Go's bin folder by scripts/tools.sh, alone: the demo needs none of the
+# test tools.
 find_mailpit() {
 	local gobin
 	gobin=$(go env GOBIN)
@@ -79,9 +79,9 @@ mailpit=${MAILPIT_BIN:-}
 if [ -n "$mailpit" ]; then
 	[ -x "$mailpit" ] || die "MAILPIT_BIN=$mailpit is not an executable"
 elif ! mailpit=$(find_mailpit); then
-	say "demo: installing Mailpit (scripts/tools.sh go)"
-	scripts/tools.sh go
-	mailpit=$(find_mailpit) || die "Mailpit is still missing after scripts/tools.sh go"
+	say "demo: installing Mailpit (scripts/tools.sh mailpit)"
+	scripts/tools.sh mailpit
+	mailpit=$(find_mailpit) || die "Mailpit is still missing after scripts/tools.sh mailpit"
 fi
 
 # Caddy's storage (the generated cookie key) and config folders, and
