@@ -281,7 +281,7 @@ func (h *Handler) customerState(customer string, t int64) ([]subscriptionState, 
 	}
 	// Known facts that merely aged past cache_ttl may answer if Stripe is
 	// slow; facts a webhook said changed may not.
-	usable := e != nil && e.fetched > 0 && t-e.fetched < int64(h.CacheTTL)+int64(h.StaleIfError)
+	usable := e != nil && e.fetched > 0 && t-e.fetched < int64(h.CacheTTL)+int64(h.staleIfError)
 	if !a.down(t) {
 		// Joined here, so that concurrent misses share one read. The
 		// wait may end before the read (see staleWait): it is counted

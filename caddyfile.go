@@ -29,7 +29,7 @@ func init() {
 //		cookie_secret   <secret>
 //		endpoint_prefix <path>
 //		cache_ttl       <duration>
-//		stale_if_error  <duration>
+//		stale_if_error  <duration>|off
 //		grace_period    <duration>
 //		trial_days      <n>
 //		allow_promotion_codes
@@ -55,6 +55,7 @@ func init() {
 //		signin_limit    <n> per <duration> | off
 //		signin_ip_limit <n> per <duration> | off
 //		identity        cookie | <placeholder> email|customer | <placeholder> metadata <key>
+//		refusals        page|handle_errors
 //	}
 func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	h.Next() // the directive name, so that the matcher token comes next
@@ -155,6 +156,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
+			if opt == "stale_if_error" && d.Val() == "off" {
+				h.StaleIfError = -1 // no stale state served: see StaleIfError
+				break
+			}
 			dur, err := caddy.ParseDuration(d.Val())
 			if err != nil {
 				return d.Errf("%s: bad duration %q: %v", opt, d.Val(), err)
@@ -235,6 +240,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.AllowPromotionCodes = true
 		case "dry_run":
 			h.DryRun = true
+		case "refusals":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if v := d.Val(); v != refusalsPage && v != refusalsHandleErrors {
+				return d.Errf("refusals %q must be page or handle_errors", v)
+			}
+			h.Refusals = d.Val()
 		case "support_url", "page", "api_url", "cookie_name", "cache_control", "public_url":
 			if !d.NextArg() {
 				return d.ArgErr()

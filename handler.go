@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -144,6 +145,11 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	repl.Set("http.paywall.status", statusValue)
 	repl.Set("http.paywall.reason", reason)
 	repl.Set("http.paywall.checkout_url", d.CheckoutURL)
+	if h.handleErrors {
+		repl.Set("http.paywall.portal_url", d.PortalURL)
+		repl.Set("http.paywall.signin_url", d.SigninURL)
+		repl.Set("http.paywall.retry_after", d.RetryAfter)
+	}
 	decisions.WithLabelValues(statusValue, reason).Inc()
 
 	if h.DryRun {
@@ -153,7 +159,31 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if ce := h.logger.Check(zap.DebugLevel, "refused"); ce != nil {
 		ce.Write(zap.Int("status", status), zap.String("reason", reason), zap.String("customer", id.customer), zap.String("uri", ret))
 	}
+	if h.handleErrors {
+		return h.refusalForCaddy(w, d)
+	}
 	return h.writeDenial(w, r, d)
+}
+
+// Values of refusals.
+const (
+	refusalsPage         = "page"
+	refusalsHandleErrors = "handle_errors"
+)
+
+// refusalForCaddy hands a refusal to the site's handle_errors routes, as
+// basic_auth hands them its 401: the headers that belong to the refusal
+// whatever page answers it, and the status as an error. The placeholders
+// are set already.
+func (h *Handler) refusalForCaddy(w http.ResponseWriter, d denial) error {
+	hdr := w.Header()
+	hdr.Set("Cache-Control", "no-store")
+	if d.RetryAfter > 0 {
+		hdr.Set("Retry-After", strconv.Itoa(d.RetryAfter))
+	} else if d.CheckoutURL != "" && !strings.ContainsAny(d.CheckoutURL, "<>\r\n") {
+		hdr.Set("Link", "<"+d.CheckoutURL+`>; rel="payment"`)
+	}
+	return caddyhttp.Error(d.Status, errors.New("paywall: "+d.Reason))
 }
 
 // retryAfter is the number of seconds a visitor should wait while Stripe
@@ -170,66 +200,66 @@ func (h *Handler) retryAfter() int {
 func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, name string) error {
 	switch name {
 	case "/checkout":
-		if !allow(w, r, http.MethodGet, http.MethodHead, http.MethodPost) {
-			return nil
+		if ok, err := allow(w, r, http.MethodGet, http.MethodHead, http.MethodPost); !ok {
+			return err
 		}
 		return h.serveCheckout(w, r)
 	case "/success":
-		if !allow(w, r, http.MethodGet, http.MethodHead) {
-			return nil
+		if ok, err := allow(w, r, http.MethodGet, http.MethodHead); !ok {
+			return err
 		}
 		return h.serveSuccess(w, r)
 	case "/portal":
-		if !allow(w, r, http.MethodGet, http.MethodHead, http.MethodPost) {
-			return nil
+		if ok, err := allow(w, r, http.MethodGet, http.MethodHead, http.MethodPost); !ok {
+			return err
 		}
 		return h.servePortal(w, r)
 	case "/logout":
 		if h.login != nil {
 			return caddyhttp.Error(http.StatusNotFound, errors.New("paywall: sign-out is the site's own, with identity "+h.Identity.Source))
 		}
-		if !allow(w, r, http.MethodPost) {
-			return nil
+		if ok, err := allow(w, r, http.MethodPost); !ok {
+			return err
 		}
 		return h.serveLogout(w, r)
 	case "/signin":
 		if h.signin == nil {
 			return caddyhttp.Error(http.StatusNotFound, errors.New("paywall: no email block configured, so no sign-in by email"))
 		}
-		if !allow(w, r, http.MethodGet, http.MethodHead, http.MethodPost) {
-			return nil
+		if ok, err := allow(w, r, http.MethodGet, http.MethodHead, http.MethodPost); !ok {
+			return err
 		}
 		return h.serveSignin(w, r)
 	case "/webhook":
 		if h.webhookSecret == "" {
 			return caddyhttp.Error(http.StatusNotFound, errors.New("paywall: no webhook_secret configured"))
 		}
-		if !allow(w, r, http.MethodPost) {
-			return nil
+		if ok, err := allow(w, r, http.MethodPost); !ok {
+			return err
 		}
 		return h.serveWebhook(w, r)
 	}
 	return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("paywall: no endpoint %q", name))
 }
 
-// allow answers 405 with an Allow header unless the method is one of
-// methods. HEAD, where allowed, is answered here with 204 and none of GET's
-// effects (a Checkout Session made, a checkout finished): link checkers and
-// mail scanners send it, and must not start or end a checkout.
-func allow(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+// allow reports whether the method is one of methods; otherwise it sets
+// the Allow header and returns a 405 for Caddy's error handling, as
+// file_server does. HEAD, where allowed, is answered here with 204 and none
+// of GET's effects (a Checkout Session made, a checkout finished, a link
+// used): link checkers and mail scanners send it.
+func allow(w http.ResponseWriter, r *http.Request, methods ...string) (bool, error) {
 	for _, m := range methods {
 		if r.Method == m {
 			if m == http.MethodHead {
 				w.Header().Set("Cache-Control", "no-store")
 				w.WriteHeader(http.StatusNoContent)
-				return false
+				return false, nil
 			}
-			return true
+			return true, nil
 		}
 	}
 	w.Header().Set("Allow", strings.Join(methods, ", "))
-	http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-	return false
+	return false, caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("paywall: %s not allowed on this endpoint", r.Method))
 }
 
 // replacerOf is the request's replacer; a new one for a request that did not

@@ -406,7 +406,7 @@ func (h *Handler) loginCustomer(v string, t int64) (identity, error) {
 			h.account.downUntil.Store(now().UnixNano() + int64(outageBackoff))
 		}
 	}
-	if e != nil && t-e.fetched < int64(h.CacheTTL)+int64(h.StaleIfError) {
+	if e != nil && t-e.fetched < int64(h.CacheTTL)+int64(h.staleIfError) {
 		cacheEvents.WithLabelValues("stale_served").Inc()
 		return e.id, nil
 	}

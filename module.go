@@ -53,6 +53,9 @@ const (
 // `{http.paywall.status}` | `entitled`, `payment_required` or `unavailable`
 // `{http.paywall.reason}` | why: `active`, `trialing`, `past_due_grace`, `no_subscription`, `subscription_ended`, `payment_failed`, `trial_ended`, `checkout_not_completed`, `stripe_unavailable`
 // `{http.paywall.checkout_url}` | the path that starts a checkout for this page
+// `{http.paywall.portal_url}` | the path to the billing portal, when the last payment failed
+// `{http.paywall.signin_url}` | the path that mails a sign-in link (a form's action), when offered
+// `{http.paywall.retry_after}` | seconds to wait, with 503 and 429
 type Handler struct {
 	// The Stripe secret key (`sk_…`) or restricted key (`rk_…`).
 	// Normally `{env.STRIPE_SECRET_KEY}`: placeholders are resolved when the
@@ -82,7 +85,9 @@ type Handler struct {
 	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
 
 	// How long known state keeps serving while Stripe cannot be reached.
-	// Default 24h.
+	// Default 24h. A negative duration (`-1`, `off` in the Caddyfile)
+	// turns it off: when Stripe cannot answer, every visitor whose facts
+	// are older than cache_ttl gets 503.
 	StaleIfError caddy.Duration `json:"stale_if_error,omitempty"`
 
 	// How long a `past_due` subscription keeps access after the failed
@@ -161,9 +166,19 @@ type Handler struct {
 	// own login through a placeholder.
 	Identity *Identity `json:"identity,omitempty"`
 
-	checkoutLimit limitSpec    // n is 0 when off
-	signin        *signin      // nil without an email block
-	login         *loginSource // nil with the cookie identity
+	// How a request for gated content is refused (402, 503, and the 429
+	// of checkout_limit): `page` (the default) answers with the built-in
+	// page or `page`'s template; `handle_errors` sets the placeholders and
+	// the Link, Retry-After and Cache-Control headers and returns the
+	// status as an error, for the site's handle_errors routes to answer.
+	// The paywall's own endpoint pages (sign-in, success) stay its own.
+	Refusals string `json:"refusals,omitempty"`
+
+	checkoutLimit limitSpec     // n is 0 when off
+	handleErrors  bool          // refusals handle_errors
+	staleIfError  time.Duration // StaleIfError, 0 when off
+	signin        *signin       // nil without an email block
+	login         *loginSource  // nil with the cookie identity
 	limiter       *clientLimiter
 	originWarned  *atomic.Bool      // the missing public_url was logged
 	certs         certificateHolder // Caddy's TLS app, when configured
@@ -223,10 +238,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// A secret that was configured but resolves to nothing (an unset
 	// environment variable) must not quietly turn a feature off.
 	if h.WebhookSecret != "" && h.webhookSecret == "" {
-		return errors.New("paywall: webhook_secret is empty (is the environment variable it names set?)")
+		return errors.New("webhook_secret is empty (is the environment variable it names set?)")
 	}
 	if h.CookieSecret != "" && h.cookieSecret == "" {
-		return errors.New("paywall: cookie_secret is empty (is the environment variable it names set?)")
+		return errors.New("cookie_secret is empty (is the environment variable it names set?)")
 	}
 	h.apiURL = strings.TrimRight(repl.ReplaceAll(h.APIURL, ""), "/")
 	h.supportURL = repl.ReplaceAll(h.SupportURL, "")
@@ -250,6 +265,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.StaleIfError == 0 {
 		h.StaleIfError = caddy.Duration(defaultStaleIfError)
 	}
+	h.staleIfError = max(0, time.Duration(h.StaleIfError)) // negative: off
 	if h.CacheSize == 0 {
 		h.CacheSize = defaultCacheSize
 	}
@@ -300,6 +316,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.checkoutLimit.n > 0 {
 		h.limiter = h.account.limiter(h.checkoutLimit)
 	}
+	h.handleErrors = h.Refusals == refusalsHandleErrors
 	if err := h.provisionIdentity(repl); err != nil {
 		return err
 	}
@@ -323,72 +340,83 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // Validate checks the configuration; its messages name the option at fault.
 func (h *Handler) Validate() error {
 	if len(h.prices) == 0 && len(h.products) == 0 {
-		return errors.New("paywall: price or product is required")
+		return errors.New("price or product is required")
 	}
 	for _, p := range h.prices {
 		if !strings.HasPrefix(p, "price_") && !strings.HasPrefix(p, "plan_") {
-			return fmt.Errorf("paywall: price %q is not a Stripe price ID (price_…)", p)
+			return fmt.Errorf("price %q is not a Stripe price ID (price_…)", p)
 		}
 	}
 	for _, p := range h.products {
 		if !strings.HasPrefix(p, "prod_") {
-			return fmt.Errorf("paywall: product %q is not a Stripe product ID (prod_…)", p)
+			return fmt.Errorf("product %q is not a Stripe product ID (prod_…)", p)
 		}
 	}
 	if !strings.HasPrefix(h.prefix, "/") || h.prefix == "" {
-		return fmt.Errorf("paywall: endpoint_prefix %q must start with /", h.EndpointPrefix)
+		return fmt.Errorf("endpoint_prefix %q must start with /", h.EndpointPrefix)
 	}
 	if h.webhookSecret != "" && !strings.HasPrefix(h.webhookSecret, "whsec_") {
-		return errors.New("paywall: webhook_secret must be a Stripe webhook signing secret (whsec_…)")
+		return errors.New("webhook_secret must be a Stripe webhook signing secret (whsec_…)")
 	}
 	if h.apiURL != "" {
 		u, err := url.Parse(h.apiURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("paywall: api_url %q must be an http(s) URL", h.APIURL)
+			return fmt.Errorf("api_url %q must be an http(s) URL", h.APIURL)
 		}
 	}
 	if h.publicURL != "" {
 		u, err := url.Parse(h.publicURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-			return fmt.Errorf("paywall: public_url %q must be a scheme and host, such as https://example.com", h.PublicURL)
+			return fmt.Errorf("public_url %q must be a scheme and host, such as https://example.com", h.PublicURL)
+		}
+	}
+	if h.supportURL != "" {
+		u, err := url.Parse(h.supportURL)
+		if err != nil || !(u.Scheme == "https" || u.Scheme == "http") || u.Host == "" {
+			if err != nil || u.Scheme != "mailto" || u.Opaque == "" {
+				return fmt.Errorf("support_url %q must be an https:// URL or a mailto: address", h.SupportURL)
+			}
 		}
 	}
 	if h.TrialDays < 0 || h.TrialDays > 730 {
-		return fmt.Errorf("paywall: trial_days %d must be between 0 and 730", h.TrialDays)
+		return fmt.Errorf("trial_days %d must be between 0 and 730", h.TrialDays)
 	}
 	for _, d := range []struct {
 		name string
 		v    caddy.Duration
-	}{{"cache_ttl", h.CacheTTL}, {"stale_if_error", h.StaleIfError}, {"grace_period", h.GracePeriod}, {"stripe_timeout", h.StripeTimeout}, {"cookie_max_age", h.CookieMaxAge}} {
+	}{{"cache_ttl", h.CacheTTL}, {"grace_period", h.GracePeriod}, {"stripe_timeout", h.StripeTimeout}, {"cookie_max_age", h.CookieMaxAge}} {
 		if d.v < 0 {
-			return fmt.Errorf("paywall: %s must not be negative", d.name)
+			return fmt.Errorf("%s must not be negative", d.name)
 		}
 	}
 	if h.CacheSize < 0 {
-		return fmt.Errorf("paywall: cache_size %d must be positive", h.CacheSize)
+		return fmt.Errorf("cache_size %d must be positive", h.CacheSize)
 	}
 	if (&http.Cookie{Name: h.CookieName, Value: "x"}).Valid() != nil {
-		return fmt.Errorf("paywall: cookie_name %q is not a valid cookie name", h.CookieName)
+		return fmt.Errorf("cookie_name %q is not a valid cookie name", h.CookieName)
+	}
+	if h.Refusals != "" && h.Refusals != refusalsPage && h.Refusals != refusalsHandleErrors {
+		return fmt.Errorf("refusals %q must be page or handle_errors", h.Refusals)
 	}
 	if strings.ContainsAny(h.CacheControl, "\r\n") {
-		return errors.New("paywall: cache_control must be one line")
+		return errors.New("cache_control must be one line")
 	}
 	ds, ok := splitDirectives(h.CacheControl)
 	if !ok {
-		return fmt.Errorf("paywall: cache_control %q has a quoted string that does not end", h.CacheControl)
+		return fmt.Errorf("cache_control %q has a quoted string that does not end", h.CacheControl)
 	}
 	for _, d := range ds {
 		if n, _ := directiveName(d); n == "public" || n == "s-maxage" {
-			return fmt.Errorf("paywall: cache_control %q would let a shared cache keep a subscriber's page for others; leave out %s (or use off, when your application sets its own)", h.CacheControl, n)
+			return fmt.Errorf("cache_control %q would let a shared cache keep a subscriber's page for others; leave out %s (or use off, when your application sets its own)", h.CacheControl, n)
 		}
 	}
 	if cl := h.CheckoutLimit; cl != nil && !cl.Off {
 		if cl.Max <= 0 || cl.Per < 0 {
-			return fmt.Errorf("paywall: checkout_limit must be a positive number per a positive duration, such as 30 per 10m, or off")
+			return fmt.Errorf("checkout_limit must be a positive number per a positive duration, such as 30 per 10m, or off")
 		}
 	}
 	if h.cookieSecret != "" && len(h.cookieSecret) < 32 {
-		return errors.New("paywall: cookie_secret must be at least 32 characters")
+		return errors.New("cookie_secret must be at least 32 characters")
 	}
 	return nil
 }
@@ -513,13 +541,13 @@ func (h *Handler) provisionIdentity(repl *caddy.Replacer) error {
 func checkSecretKey(key string) error {
 	switch {
 	case key == "":
-		return errors.New("paywall: secret_key is required (set it, or the environment variable it names)")
+		return errors.New("secret_key is required (set it, or the environment variable it names)")
 	case strings.HasPrefix(key, "pk_"):
-		return errors.New("paywall: secret_key is a publishable key (pk_…); use the secret key (sk_…) or a restricted key (rk_…)")
+		return errors.New("secret_key is a publishable key (pk_…); use the secret key (sk_…) or a restricted key (rk_…)")
 	case strings.HasPrefix(key, "whsec_"):
-		return errors.New("paywall: secret_key is a webhook signing secret (whsec_…); it belongs in webhook_secret")
+		return errors.New("secret_key is a webhook signing secret (whsec_…); it belongs in webhook_secret")
 	case !strings.HasPrefix(key, "sk_") && !strings.HasPrefix(key, "rk_"):
-		return errors.New("paywall: secret_key must be a Stripe secret key (sk_…) or restricted key (rk_…)")
+		return errors.New("secret_key must be a Stripe secret key (sk_…) or restricted key (rk_…)")
 	}
 	return nil
 }

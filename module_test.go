@@ -3,6 +3,7 @@ package paywall
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddy-paywall/paywall/internal/stripefake"
 )
 
 // moduleTestContext is a Caddy context without a config, as Caddy's own tests
@@ -496,5 +499,40 @@ func TestLiteralSecretsAreWarnedAboutByName(t *testing.T) {
 	}
 	if strings.Join(named, ",") != "secret_key,cookie_secret" {
 		t.Errorf("warned about %v, want secret_key and cookie_secret", named)
+	}
+}
+
+func TestStaleIfErrorOff(t *testing.T) {
+	h, err := parseTestCaddyfile("paywall {\n secret_key {env.K}\n price price_1\n stale_if_error off\n}")
+	if err != nil || h.StaleIfError != -1 {
+		t.Fatalf("stale_if_error off: %v %v", h.StaleIfError, err)
+	}
+	w := newWorld(t, func(h *Handler) { h.StaleIfError = -1 })
+	if w.h.staleIfError != 0 {
+		t.Fatalf("staleIfError %v, want 0", w.h.staleIfError)
+	}
+	_, _, c := w.subscriber("active")
+	if resp := w.get(c, "/premium/a"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("before the outage: %d", resp.StatusCode)
+	}
+	w.fake.SetOutage(stripefake.OutageErrors)
+	w.clock.Advance(defaultCacheTTL + time.Second)
+	if resp := w.get(c, "/premium/a"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("stale_if_error off, outage, facts past cache_ttl: %d, want 503", resp.StatusCode)
+	}
+}
+
+func TestValidateRefusesASupportURLThatIsNoLink(t *testing.T) {
+	for _, u := range []string{"www.example.com", "example.com/help", "mailto:", "javascript:alert(1)", "ftp://example.com"} {
+		h := &Handler{Prices: []string{"price_1"}, prices: []string{"price_1"}, SupportURL: u, supportURL: u, prefix: "/paywall", CookieName: "paywall"}
+		if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "support_url") {
+			t.Errorf("support_url %q: %v", u, err)
+		}
+	}
+	for _, u := range []string{"https://example.com/help", "mailto:help@example.com", "http://localhost:8080/help"} {
+		h := &Handler{Prices: []string{"price_1"}, prices: []string{"price_1"}, SupportURL: u, supportURL: u, prefix: "/paywall", CookieName: "paywall"}
+		if err := h.Validate(); err != nil {
+			t.Errorf("support_url %q: %v", u, err)
+		}
 	}
 }
