@@ -61,6 +61,9 @@ caddy: bin/caddy
 # error, and "off" then ends the lookup, so the go command takes the local
 # copy that xcaddy's --with <module>=. writes into its build's go.mod as a
 # replacement. Everything else still comes from the proxy.
+# The check after the build lets grep read the whole list: grep -q may stop
+# early, and list-modules, killed by SIGPIPE, would fail the pipeline
+# (pipefail) at random; a binary that fails it is removed.
 bin/caddy: $(CADDY_SOURCES)
 	@mkdir -p bin
 ifeq ($(CADDY_BUILD),go)
@@ -70,7 +73,7 @@ else
 	GOPROXY="$$($(GO) env GOPROXY | cut -d, -f1)|off" \
 		$(XCADDY) build $(CADDY_VERSION) --output $@ --with $(MODULE)=.
 endif
-	@$@ list-modules | grep -qx 'http.handlers.paywall' || { echo "$@ lacks http.handlers.paywall" >&2; exit 1; }
+	@$@ list-modules | grep -x 'http.handlers.paywall' >/dev/null || { echo "$@ lacks http.handlers.paywall" >&2; rm -f $@; exit 1; }
 	@touch $@
 
 test: export CADDY_BIN := $(CURDIR)/bin/caddy
