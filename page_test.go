@@ -484,19 +484,25 @@ func TestPageStringsComplete(t *testing.T) {
 	if len(pageStrings) != len(pageLanguages) {
 		t.Errorf("pageStrings has %d languages, pageLanguages %d", len(pageStrings), len(pageLanguages))
 	}
+	if len(pageLanguages) == 0 || pageLanguages[0] != defaultLanguage {
+		t.Errorf("pageLanguages = %v, want %s first", pageLanguages, defaultLanguage)
+	}
 	for _, lang := range pageLanguages {
 		strs := pageStrings[lang]
+		file := "strings_" + lang + ".go"
 		for k := range en {
 			if strings.TrimSpace(strs[k]) == "" {
-				t.Errorf("%s lacks %q", lang, k)
+				t.Errorf("%s lacks %q: add it to %s", lang, k, file)
 			}
-			if strings.Contains(en[k], "{seconds}") != strings.Contains(strs[k], "{seconds}") {
-				t.Errorf("%s %q: {seconds} in one language only", lang, k)
+			for _, ph := range []string{"{seconds}", "{wait}", "{minutes}"} {
+				if strings.Contains(en[k], ph) != strings.Contains(strs[k], ph) {
+					t.Errorf("%s %q: %s in one language only: see strings_en.go and %s", lang, k, ph, file)
+				}
 			}
 		}
 		for k := range strs {
 			if _, ok := en[k]; !ok {
-				t.Errorf("%s has %q, English does not", lang, k)
+				t.Errorf("%s has %q, English does not: add it to strings_en.go, or remove it from %s", lang, k, file)
 			}
 		}
 	}
