@@ -39,14 +39,15 @@ type cookieJar struct {
 	nonce     string // the checkout cookie's name on plain HTTP
 	hostNonce string // and on HTTPS: __Host-<nonce>
 	maxAge    time.Duration
-	https     bool   // public_url is https: cookies are Secure whatever Caddy sees
-	secret    string // from the config, or empty
-	storage   certmagic.Storage
+	https     bool                     // public_url is https: cookies are Secure whatever Caddy sees
+	secret    string                   // from the config, or empty
+	storage   func() certmagic.Storage // Caddy's, without cookie_secret; else nil
 	logger    *zap.Logger
 
 	keyMu        sync.Mutex
 	key          []byte
 	signinCipher cipher.AEAD // sign-in links' (signin.go), made from key
+	keyFailures  logThrottle // the key could not be loaded
 
 	mu       sync.RWMutex
 	verified map[string]identity
@@ -83,7 +84,7 @@ func newIdentity(customer string, expires int64) identity {
 	return id
 }
 
-func newCookieJar(name string, maxAge time.Duration, secret string, storage certmagic.Storage, logger *zap.Logger) *cookieJar {
+func newCookieJar(name string, maxAge time.Duration, secret string, storage func() certmagic.Storage, logger *zap.Logger) *cookieJar {
 	return &cookieJar{
 		name:      name,
 		nonce:     name + "_checkout",
@@ -109,15 +110,19 @@ func (j *cookieJar) signingKey() ([]byte, error) {
 		j.key = sum[:]
 		return j.key, nil
 	}
-	if j.storage == nil {
+	var storage certmagic.Storage
+	if j.storage != nil {
+		storage = j.storage()
+	}
+	if storage == nil {
 		return nil, errors.New("no cookie_secret and no storage to keep a generated one")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// Most loads find the key; only its creation needs the storage lock.
-	key, err := j.storage.Load(ctx, cookieSecretStorageKey)
+	key, err := storage.Load(ctx, cookieSecretStorageKey)
 	if errors.Is(err, fs.ErrNotExist) {
-		key, err = j.createKey(ctx)
+		key, err = j.createKey(ctx, storage)
 	}
 	if err != nil {
 		return nil, err
@@ -131,12 +136,12 @@ func (j *cookieJar) signingKey() ([]byte, error) {
 
 // createKey makes the cookie key under the storage lock, unless another
 // instance sharing the storage made it first.
-func (j *cookieJar) createKey(ctx context.Context) ([]byte, error) {
-	if err := j.storage.Lock(ctx, cookieSecretStorageKey); err != nil {
+func (j *cookieJar) createKey(ctx context.Context, storage certmagic.Storage) ([]byte, error) {
+	if err := storage.Lock(ctx, cookieSecretStorageKey); err != nil {
 		return nil, err
 	}
-	defer func() { _ = j.storage.Unlock(context.Background(), cookieSecretStorageKey) }()
-	key, err := j.storage.Load(ctx, cookieSecretStorageKey)
+	defer func() { _ = storage.Unlock(context.Background(), cookieSecretStorageKey) }()
+	key, err := storage.Load(ctx, cookieSecretStorageKey)
 	if !errors.Is(err, fs.ErrNotExist) {
 		return key, err
 	}
@@ -144,7 +149,7 @@ func (j *cookieJar) createKey(ctx context.Context) ([]byte, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	if err := j.storage.Store(ctx, cookieSecretStorageKey, key); err != nil {
+	if err := storage.Store(ctx, cookieSecretStorageKey, key); err != nil {
 		return nil, err
 	}
 	j.logger.Info("generated a cookie signing key and kept it in storage", zap.String("storage_key", cookieSecretStorageKey))
@@ -261,7 +266,12 @@ func (j *cookieJar) verify(value string, t int64) (identity, bool, error) {
 	}
 	key, err := j.signingKey()
 	if err != nil {
-		j.logger.Error("cannot load the cookie signing key", zap.Error(err))
+		// Once a minute at most while storage is down, with how many
+		// visitors it failed since.
+		if log, n := j.keyFailures.allow(now().UnixNano()); log {
+			j.logger.Error("cannot load the cookie signing key: visitors with a cookie get 503 until storage answers",
+				zap.Error(err), zap.Int("failures_since_last_line", n))
+		}
 		return identity{}, false, err
 	}
 	m := hmac.New(sha256.New, key)

@@ -323,7 +323,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.warnLiteralSecrets()
 	h.certs = tlsAppOf(ctx)
 
-	h.cookies = newCookieJar(h.CookieName, time.Duration(h.CookieMaxAge), h.cookieSecret, storageOf(ctx), h.logger)
+	// Without cookie_secret, the key is generated once and kept in Caddy's
+	// storage; only then is storage asked for, and only when the first
+	// cookie is signed or verified (caddy validate and adapt must not
+	// write storage).
+	var storage func() certmagic.Storage
+	if h.cookieSecret == "" {
+		storage = ctx.Storage
+	}
+	h.cookies = newCookieJar(h.CookieName, time.Duration(h.CookieMaxAge), h.cookieSecret, storage, h.logger)
 	h.cookies.https = strings.HasPrefix(h.publicURL, "https://")
 
 	if h.Page != "" {
@@ -421,8 +429,13 @@ func (h *Handler) Validate() error {
 	return nil
 }
 
-// Cleanup releases this handler's hold on the shared account cache.
+// Cleanup releases this handler's hold on the shared account cache, and
+// closes its Stripe client's idle connections, which would otherwise stay
+// open, one set per config reload, until their idle timeout.
 func (h *Handler) Cleanup() error {
+	if h.stripe != nil {
+		h.stripe.close()
+	}
 	if h.limiter != nil {
 		h.account.releaseLimiter(h.checkoutLimit)
 	}
@@ -550,19 +563,6 @@ func checkSecretKey(key string) error {
 		return errors.New("secret_key must be a Stripe secret key (sk_…) or restricted key (rk_…)")
 	}
 	return nil
-}
-
-// storageOf returns the storage of ctx's config. A context made without a
-// config, as by caddy.NewContext in tests and tools that provision a lone
-// handler, has none and its Storage method panics; the cookie jar then
-// works only with cookie_secret, and says so when asked for a key.
-func storageOf(ctx caddy.Context) (s certmagic.Storage) {
-	defer func() {
-		if recover() != nil {
-			s = nil
-		}
-	}()
-	return ctx.Storage()
 }
 
 // tlsAppOf returns Caddy's TLS app when the config has one, to ask which
