@@ -33,6 +33,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -265,6 +266,7 @@ type Server struct {
 
 	httpSrv *http.Server
 	url     string
+	conns   atomic.Int64 // connections open to the listener of Start
 }
 
 // New returns a Server with the given options. It does not listen: call
@@ -344,7 +346,7 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ConnState: s.countConn}
 	s.mu.Lock()
 	if s.isClosed || s.httpSrv != nil {
 		s.mu.Unlock()
@@ -360,6 +362,23 @@ func (s *Server) Start() error {
 		_ = srv.Serve(ln)
 	}()
 	return nil
+}
+
+// countConn counts the connections open to the listener of Start.
+func (s *Server) countConn(_ net.Conn, state http.ConnState) {
+	switch state {
+	case http.StateNew:
+		s.conns.Add(1)
+	case http.StateClosed, http.StateHijacked:
+		s.conns.Add(-1)
+	}
+}
+
+// OpenConns returns how many connections are open to the listener of Start
+// (none when the Server is mounted elsewhere). A client's close reaches the
+// server a moment later: poll for a count to drop.
+func (s *Server) OpenConns() int {
+	return int(s.conns.Load())
 }
 
 // URL is the base URL: Options.BaseURL if set, else the address Start
