@@ -41,6 +41,9 @@ type stripeAPI interface {
 	// createCustomer makes a customer with one metadata entry; the same
 	// idempotencyKey within Stripe's 24 hours gives the same customer.
 	createCustomer(ctx context.Context, key, value, idempotencyKey string) (string, error)
+	// close lets go of the connections kept idle for the next call; the
+	// client still works after it. Cleanup calls it.
+	close()
 }
 
 // subscriptionState is what the paywall needs of one Stripe subscription:
@@ -103,21 +106,28 @@ type stripeClient struct {
 	customers customer.Client
 	timeout   time.Duration
 	logger    *zap.Logger
+	transport *http.Transport
 }
 
+// newStripeClient makes a handler's client, with a transport of its own
+// that the handler's Cleanup closes (see close). Each config reload makes
+// one. Sharing one client per account across reloads, in the accounts pool,
+// would keep the connections warm, but the client holds things of one
+// config (the logger, which a reload may replace and close) and would need
+// a pool key of everything it depends on (key, api_url, stripe_timeout):
+// closing the idle connections of the handler that goes is simpler, and a
+// reload costs at most one new connection.
 func newStripeClient(key, apiURL string, timeout time.Duration, logger *zap.Logger) *stripeClient {
+	transport := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout: timeout,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2:   true,
+	}
 	cfg := &stripe.BackendConfig{
-		HTTPClient: &http.Client{
-			Timeout: timeout,
-			Transport: &http.Transport{
-				Proxy:               http.ProxyFromEnvironment,
-				DialContext:         (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
-				TLSHandshakeTimeout: timeout,
-				MaxIdleConnsPerHost: 16,
-				IdleConnTimeout:     90 * time.Second,
-				ForceAttemptHTTP2:   true,
-			},
-		},
+		HTTPClient: &http.Client{Timeout: timeout, Transport: transport},
 		// One retry: POSTs carry an idempotency key, so a retried checkout
 		// creation never makes a second session. The context deadline below
 		// bounds the whole call, retries included.
@@ -138,7 +148,17 @@ func newStripeClient(key, apiURL string, timeout time.Duration, logger *zap.Logg
 		customers: customer.Client{B: b, Key: key},
 		timeout:   timeout,
 		logger:    logger,
+		transport: transport,
 	}
+}
+
+// close closes the connections idle in the client's transport. A call
+// still running (a read that outlives its request, past Cleanup) finishes
+// on its own connection, and a call made after close dials a new one: the
+// transport stays usable, and what it opens after close is closed by
+// IdleConnTimeout.
+func (c *stripeClient) close() {
+	c.transport.CloseIdleConnections()
 }
 
 func (c *stripeClient) subscriptions(ctx context.Context, customer string) ([]subscriptionState, error) {
