@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -51,8 +52,9 @@ type account struct {
 	recent      map[string]uint64
 	recentFloor uint64
 
-	seenEvents    eventSet
-	rejectedHooks logThrottle
+	seenEvents     eventSet
+	rejectedHooks  logThrottle
+	stripeFailures logThrottle // reads and endpoint calls that failed
 
 	// checkoutBudget bounds Stripe's checkout calls for the whole account
 	// (see checkoutBudgetRate); limiters bound them per client address,
@@ -320,6 +322,7 @@ func (h *Handler) customerState(customer string, t int64) ([]subscriptionState, 
 			return res.Val.([]subscriptionState), nil
 		}
 		cacheEvents.WithLabelValues("stripe_error").Inc()
+		h.logStripeFailure(res.Err)
 	}
 	if usable {
 		cacheEvents.WithLabelValues("stale_served").Inc()
@@ -344,6 +347,19 @@ func (h *Handler) refreshCustomer(customer string, onlyKnown bool) (bool, error)
 		return h.readCustomer(customer)
 	})
 	return true, err
+}
+
+// logStripeFailure logs a Stripe call that failed, once a minute at most
+// with how many failed since: during an outage, every visitor's request
+// fails the same way.
+func (h *Handler) logStripeFailure(err error) {
+	if errors.Is(err, errStripeNotFound) {
+		return
+	}
+	if log, n := h.account.stripeFailures.allow(now().UnixNano()); log {
+		h.logger.Warn("stripe call failed; known facts keep serving, others are asked to retry",
+			zap.Error(err), zap.Int("failures_since_last_line", n))
+	}
 }
 
 func (h *Handler) readCustomer(customer string) ([]subscriptionState, error) {

@@ -461,9 +461,11 @@ func (h *Handler) stripeFailed(w http.ResponseWriter, r *http.Request, ret strin
 		if !errors.Is(err, errStripeRateLimited) {
 			h.account.downUntil.Store(now().UnixNano() + int64(outageBackoff))
 		}
+		h.logStripeFailure(err)
 		return h.unavailable(w, r, ret)
 	}
-	h.logger.Error("stripe call failed", zap.Error(err))
+	// Stripe refused the request: Caddy logs the 502 once, with what
+	// Stripe said and its request ID.
 	return caddyhttp.Error(http.StatusBadGateway, err)
 }
 

@@ -405,6 +405,7 @@ func (h *Handler) loginCustomer(v string, t int64) (identity, error) {
 		if errors.Is(err, errStripeUnavailable) {
 			h.account.downUntil.Store(now().UnixNano() + int64(outageBackoff))
 		}
+		h.logStripeFailure(err)
 	}
 	if e != nil && t-e.fetched < int64(h.CacheTTL)+int64(h.staleIfError) {
 		cacheEvents.WithLabelValues("stale_served").Inc()

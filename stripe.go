@@ -352,37 +352,58 @@ func (c *stripeClient) createCustomer(ctx context.Context, key, value, idempoten
 	return cus.ID, nil
 }
 
-// classify turns an SDK error into errStripeNotFound, a visitor error, or
-// errStripeUnavailable, and logs it without Stripe's message text, which can
-// quote part of the key.
+// stripeError is a failed Stripe call as the paywall reports it: the
+// operation and what Stripe said of it, never Stripe's message text, which
+// can quote part of the key. It is logged once, where it is handled: by the
+// read that serves visitors (once a minute at most), by an endpoint's answer,
+// or by Caddy for the 502 of a refused request.
+type stripeError struct {
+	op        string
+	status    int    // Stripe's HTTP status; 0 when Stripe was not reached
+	typ, code string // Stripe's error type and code
+	requestID string // Stripe's request ID, for Stripe's support
+	kind      error  // errStripeNotFound, errStripeRateLimited, errStripeUnavailable, or nil: refused
+	network   error  // the network's error, without the URL
+}
+
+func (e *stripeError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.op)
+	switch {
+	case e.status != 0:
+		fmt.Fprintf(&b, ": stripe answered %d (%s, %s, request %s)", e.status, e.typ, e.code, e.requestID)
+	case e.network != nil:
+		b.WriteString(": " + e.network.Error())
+	}
+	if e.kind != nil {
+		b.WriteString(": " + e.kind.Error())
+	} else {
+		b.WriteString(": stripe refused the request")
+	}
+	return b.String()
+}
+
+func (e *stripeError) Unwrap() error { return e.kind }
+
+// classify turns an SDK error into a stripeError of the kind the paywall
+// acts on.
 func (c *stripeClient) classify(op string, err error) error {
 	var se *stripe.Error
-	if errors.As(err, &se) {
-		fields := []zap.Field{
-			zap.String("op", op),
-			zap.Int("http_status", se.HTTPStatusCode),
-			zap.String("type", string(se.Type)),
-			zap.String("code", string(se.Code)),
-			zap.String("request_id", se.RequestID),
-		}
-		switch {
-		case se.HTTPStatusCode == http.StatusNotFound || se.Code == stripe.ErrorCodeResourceMissing:
-			c.logger.Debug("stripe object not found", fields...)
-			return fmt.Errorf("%s: %w", op, errStripeNotFound)
-		case se.HTTPStatusCode == http.StatusBadRequest:
-			c.logger.Error("stripe refused a request", fields...)
-			return fmt.Errorf("%s: stripe refused the request (%s, %s)", op, se.Type, se.Code)
-		case se.HTTPStatusCode == http.StatusTooManyRequests:
-			c.logger.Warn("stripe rate limit", fields...)
-			return fmt.Errorf("%s: %w", op, errStripeRateLimited)
-		default:
-			// 401/403 (revoked key), 5xx
-			c.logger.Error("stripe call failed", fields...)
-			return fmt.Errorf("%s: stripe answered %d: %w", op, se.HTTPStatusCode, errStripeUnavailable)
-		}
+	if !errors.As(err, &se) {
+		return &stripeError{op: op, kind: errStripeUnavailable, network: redactURLError(err)}
 	}
-	c.logger.Warn("stripe unreachable", zap.String("op", op), zap.Error(redactURLError(err)))
-	return fmt.Errorf("%s: %w", op, errStripeUnavailable)
+	e := &stripeError{op: op, status: se.HTTPStatusCode, typ: string(se.Type), code: string(se.Code), requestID: se.RequestID}
+	switch {
+	case se.HTTPStatusCode == http.StatusNotFound || se.Code == stripe.ErrorCodeResourceMissing:
+		e.kind = errStripeNotFound
+	case se.HTTPStatusCode == http.StatusBadRequest:
+		// refused: the request itself is wrong (a bug, or a setting)
+	case se.HTTPStatusCode == http.StatusTooManyRequests:
+		e.kind = errStripeRateLimited
+	default:
+		e.kind = errStripeUnavailable // 401/403 (a revoked key), 5xx
+	}
+	return e
 }
 
 // redactURLError keeps the kind of a network error and drops the URL, which

@@ -1,0 +1,72 @@
+package paywall
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddy-paywall/paywall/internal/stripefake"
+)
+
+// A failed Stripe call is logged once, where it is handled: during an
+// outage, once a minute for every visitor it fails, and a refused request
+// not at all by the paywall (Caddy logs its 502, with Stripe's request ID
+// in the error).
+func TestAFailedStripeCallIsLoggedOnce(t *testing.T) {
+	w := newWorld(t)
+	core, logs := observer.New(zap.DebugLevel)
+	w.h.logger = zap.New(core)
+	if sc, ok := w.h.stripe.(*stripeClient); ok {
+		sc.logger = w.h.logger
+	}
+	var browsers []*http.Client
+	for i := 0; i < 8; i++ { // 8 × outageBackoff: within one minute
+		_, _, c := w.subscriber("active")
+		browsers = append(browsers, c)
+	}
+	w.fake.SetOutage(stripefake.OutageErrors)
+	for _, c := range browsers {
+		if resp := w.get(c, "/premium/a"); resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("a payer not cached, during an outage: %d", resp.StatusCode)
+		}
+		w.clock.Advance(outageBackoff) // each one asks Stripe
+	}
+	var lines []string
+	for _, e := range logs.All() {
+		if e.Level >= zap.WarnLevel {
+			lines = append(lines, e.Message)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], "stripe call failed") {
+		t.Errorf("8 failed reads in a minute logged %d lines at warn or above, want 1: %q", len(lines), lines)
+	}
+	if e := logs.FilterMessageSnippet("stripe call failed").All(); len(e) == 1 && !strings.Contains(e[0].ContextMap()["error"].(string), "stripe answered 5") {
+		t.Errorf("the line lacks what Stripe answered: %v", e[0].ContextMap())
+	}
+}
+
+func TestARefusedStripeRequestIsACaddyErrorWithTheRequestID(t *testing.T) {
+	w := newWorld(t, func(h *Handler) { h.Prices = []string{"price_does_not_exist"} })
+	core, logs := observer.New(zap.DebugLevel)
+	w.h.logger = zap.New(core)
+	resp := w.get(w.browser(), "/paywall/checkout?return=/premium/a")
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("checkout of a price Stripe does not know: %d", resp.StatusCode)
+	}
+	if n := len(logs.All()); n != 0 {
+		t.Errorf("the paywall logged %d lines for a 502 that Caddy logs: %v", n, logs.All())
+	}
+	// What Caddy logs: the handler's error.
+	r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/paywall/checkout?return=/", nil)
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+	err := w.h.ServeHTTP(httptest.NewRecorder(), r, nil)
+	if err == nil || !strings.Contains(err.Error(), "stripe answered 400") || !strings.Contains(err.Error(), "request ") {
+		t.Errorf("the 502's error: %v", err)
+	}
+}
