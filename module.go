@@ -174,6 +174,12 @@ type Handler struct {
 	// The paywall's own endpoint pages (sign-in, success) stay its own.
 	Refusals string `json:"refusals,omitempty"`
 
+	// The exported fields above are the config as written, placeholders
+	// and all: Caddy marshals them back into its logs and the admin API,
+	// so Provision never writes a resolved value (a secret above all)
+	// into them. Everything below is what Provision made of them, and the
+	// request path reads only these: the resolved copies (secretKey …
+	// products), the defaults applied, and the parts built from them.
 	checkoutLimit limitSpec     // n is 0 when off
 	handleErrors  bool          // refusals handle_errors
 	staleIfError  time.Duration // StaleIfError, 0 when off
@@ -580,9 +586,7 @@ func tlsAppOf(ctx caddy.Context) certificateHolder {
 func resolveIDs(repl *caddy.Replacer, ids []string) []string {
 	var out []string
 	for _, id := range ids {
-		for _, f := range strings.Fields(repl.ReplaceAll(id, "")) {
-			out = append(out, f)
-		}
+		out = append(out, strings.Fields(repl.ReplaceAll(id, ""))...)
 	}
 	return out
 }
