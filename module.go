@@ -176,10 +176,10 @@ type Handler struct {
 
 	// The exported fields above are the config as written, placeholders
 	// and all: Caddy marshals them back into its logs and the admin API,
-	// so Provision never writes a resolved value (a secret above all)
-	// into them. Everything below is what Provision made of them, and the
-	// request path reads only these: the resolved copies (secretKey …
-	// products), the defaults applied, and the parts built from them.
+	// so Provision fills in their defaults but never writes a resolved
+	// placeholder (a secret above all) into them. The resolved values are
+	// the private copies below (secretKey … products), with the parts
+	// built from the config; the request path reads those.
 	checkoutLimit limitSpec     // n is 0 when off
 	handleErrors  bool          // refusals handle_errors
 	staleIfError  time.Duration // StaleIfError, 0 when off
