@@ -1,9 +1,14 @@
 package paywall
 
 import (
+	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 func TestClientLimiterAllowsNPerWindowPerAddress(t *testing.T) {
@@ -68,5 +73,19 @@ func TestTokenBucket(t *testing.T) {
 	}
 	if b.take(t0) {
 		t.Error("time going backwards gave a token")
+	}
+}
+
+// The address logged and counted is an address, never address:port: Caddy's
+// client IP, or the connection's host outside Caddy.
+func TestClientIPHasNoPort(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPost, "/paywall/webhook", nil)
+	r.RemoteAddr = "[2001:db8::1]:54321"
+	if got := clientIP(r); got != "2001:db8::1" {
+		t.Errorf("without Caddy's variable: %q", got)
+	}
+	ctx := context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "192.0.2.7"})
+	if got := clientIP(r.WithContext(ctx)); got != "192.0.2.7" {
+		t.Errorf("with Caddy's client IP: %q", got)
 	}
 }

@@ -59,7 +59,7 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) error {
 		webhookEvents.WithLabelValues("rejected").Inc()
 		if ok, left := h.account.rejectedHooks.allow(t.UnixNano()); ok {
 			h.logger.Warn("webhook rejected",
-				zap.Error(err), zap.String("remote_ip", clientIP(r)), zap.Int("rejected_since_last_line", left))
+				zap.Error(err), zap.String("client_ip", clientIP(r)), zap.Int("rejected_since_last_line", left))
 		}
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
