@@ -1,8 +1,10 @@
 package paywall
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,13 +119,74 @@ func (a *account) releaseLimiter(l limitSpec) {
 }
 
 // customerEntry is one customer's facts as Stripe gave them. It is never
-// changed once stored; a change stores a new entry.
+// changed once stored, but for its use mark (see makeRoom); a change stores
+// a new entry, which keeps the mark.
 type customerEntry struct {
 	subs        []subscriptionState
 	fetched     int64  // unix nanos of the Stripe read
 	stale       bool   // a webhook said the customer changed since
+	useMark            // fits beside stale: the entry stays 56 bytes
 	invalidated uint64 // epoch of the last invalidation
 	readEpoch   uint64 // epoch when the stored read began
+}
+
+// useMark says an entry was used since eviction last looked at it: the
+// "reference bit" of a second-chance (CLOCK) cache. See evictUnused.
+type useMark struct{ used atomic.Bool }
+
+// touch marks the entry used. It writes only when the mark is off (once
+// per eviction sweep that cleared it), so that the hits of a customer read
+// a cache line they share and take no write lock, and allocate nothing.
+func (m *useMark) touch() {
+	if !m.used.Load() {
+		m.used.Store(true)
+	}
+}
+
+func (m *useMark) mark() *useMark { return m }
+
+// marked is an entry with a use mark.
+type marked interface{ mark() *useMark }
+
+// evictUnused deletes n entries of a full map, least recently used first,
+// by "second chance" (CLOCK): it walks the map, clears the mark of an entry
+// used since the last walk passed it and spares it, and deletes entries
+// without the mark. An entry in use is hit again before a walk comes back
+// to it, and stays: a burst of visitors who come once evicts, first, the
+// entries nobody used since, theirs among them. Called with the map's lock
+// held (its hits only read it: they need no write lock and allocate
+// nothing, which a list kept in order of use would not allow).
+//
+// The walk starts where Go's range starts. Caddy's basic auth cache (its
+// makeRoom, in caddyauth) does not evict from there: Go's map order is
+// "nondeterministic", not random, and chopping off the front of the map
+// is "a heavily skewed eviction strategy" (an entry just after the slots a
+// deletion emptied comes first more often). The map's order alone, which
+// this eviction replaces, made some entries likelier to go than others,
+// and took no account of their use. Here the order only decides which
+// walk passes an entry; its mark decides whether it goes, and where an
+// entry sits in the map has nothing to do with when it was used. Caddy's
+// cure, a uniform pick that walks half the map on average, would cost half
+// a million steps per deletion in a cache of a million.
+//
+// When nearly every entry the walk meets is in use (the cache is too small
+// for the visitors who are active), it stops sparing them after clearing
+// 8n marks, so that an eviction under the lock visits at most 9n entries.
+func evictUnused[K comparable, E marked](m map[K]E, n int, drop func(K)) {
+	spare := 8 * n
+	for n > 0 && len(m) > 0 {
+		for k, e := range m {
+			if u := &e.mark().used; spare > 0 && u.Load() {
+				u.Store(false)
+				spare--
+				continue
+			}
+			drop(k)
+			if n--; n <= 0 {
+				return
+			}
+		}
+	}
 }
 
 func newAccount(max int) *account {
@@ -152,10 +215,14 @@ func (a *account) grow(max int) {
 	a.mu.Unlock()
 }
 
+// get returns a customer's entry, marked used (see makeRoom).
 func (a *account) get(customer string) *customerEntry {
 	a.mu.RLock()
 	e := a.customers[customer]
 	a.mu.RUnlock()
+	if e != nil {
+		e.touch()
+	}
 	return e
 }
 
@@ -196,6 +263,7 @@ func (a *account) store(customer string, subs []subscriptionState, fetched int64
 	e := &customerEntry{subs: subs, fetched: fetched, stale: stale, readEpoch: startEpoch}
 	if old != nil {
 		e.invalidated = old.invalidated
+		e.used.Store(old.used.Load())
 	}
 	a.customers[customer] = e
 }
@@ -208,10 +276,9 @@ func (a *account) invalidate(customer string) bool {
 	epoch := a.epoch.Add(1)
 	old := a.customers[customer]
 	if old != nil {
-		e := *old
-		e.stale = true
-		e.invalidated = epoch
-		a.customers[customer] = &e
+		e := &customerEntry{subs: old.subs, fetched: old.fetched, stale: true, invalidated: epoch, readEpoch: old.readEpoch}
+		e.used.Store(old.used.Load())
+		a.customers[customer] = e
 	} else {
 		if len(a.recent) >= 10_000 {
 			clear(a.recent)
@@ -224,19 +291,34 @@ func (a *account) invalidate(customer string) bool {
 	return old != nil
 }
 
-// makeRoom drops about one in a hundred entries, in the map's random order,
-// so that a full cache does not evict on every insert. Called with mu held.
+// makeRoom drops about one in a hundred entries, so that a full cache does
+// not evict on every insert: those used least recently, by second chance
+// (see evictUnused). A customer's entry is marked used by every lookup, and
+// is stored unmarked, so that a visitor who comes once and never again
+// goes before the subscribers who keep coming. Called with mu held.
 func (a *account) makeRoom() {
-	n := a.max / 100
-	if n < 1 {
-		n = 1
+	evictUnused(a.customers, max(1, a.max/100), func(k string) { delete(a.customers, k) })
+}
+
+// evictOldest deletes, of a full map whose hits do not mark its entries,
+// the n read longest ago among 4n from where Go's range starts (a sample,
+// as Redis's approximated LRU takes one; see evictUnused for that start).
+// Called with the map's lock held.
+func evictOldest[K comparable, E any](m map[K]E, n int, readAt func(E) int64, drop func(K)) {
+	type candidate struct {
+		k K
+		t int64
 	}
-	for k := range a.customers {
-		delete(a.customers, k)
-		n--
-		if n <= 0 {
-			return
+	sample := make([]candidate, 0, min(len(m), 4*n))
+	for k, e := range m {
+		if len(sample) == cap(sample) {
+			break
 		}
+		sample = append(sample, candidate{k, readAt(e)})
+	}
+	slices.SortFunc(sample, func(a, b candidate) int { return cmp.Compare(a.t, b.t) })
+	for _, c := range sample[:min(n, len(sample))] {
+		drop(c.k)
 	}
 }
 

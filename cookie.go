@@ -50,7 +50,14 @@ type cookieJar struct {
 	keyFailures  logThrottle // the key could not be loaded
 
 	mu       sync.RWMutex
-	verified map[string]identity
+	verified map[string]*verifiedCookie
+}
+
+// verifiedCookie is a cookie value verified once, with its use mark (see
+// evictUnused in cache.go).
+type verifiedCookie struct {
+	identity
+	useMark
 }
 
 // identity is a verified visitor.
@@ -93,7 +100,7 @@ func newCookieJar(name string, maxAge time.Duration, secret string, storage func
 		secret:    secret,
 		storage:   storage,
 		logger:    logger,
-		verified:  make(map[string]identity),
+		verified:  make(map[string]*verifiedCookie),
 	}
 }
 
@@ -203,10 +210,14 @@ func (j *cookieJar) identify(r *http.Request, t int64) (identity, bool, error) {
 		return identity{}, false, nil
 	}
 	j.mu.RLock()
-	id, ok := j.verified[value]
+	vc := j.verified[value]
 	j.mu.RUnlock()
-	if ok {
-		return id, t < id.expires, nil
+	if vc != nil {
+		if t >= vc.expires {
+			return vc.identity, false, nil // not marked: let it go first
+		}
+		vc.touch()
+		return vc.identity, true, nil
 	}
 	id, ok, err := j.verify(value, t)
 	if !ok {
@@ -215,15 +226,12 @@ func (j *cookieJar) identify(r *http.Request, t int64) (identity, bool, error) {
 	value = strings.Clone(value) // the key must not pin the request's header
 	j.mu.Lock()
 	if len(j.verified) >= verifiedCap {
-		n := verifiedCap / 100
-		for k := range j.verified {
-			delete(j.verified, k)
-			if n--; n <= 0 {
-				break
-			}
-		}
+		// The cookies used least recently go first, by second chance:
+		// a burst of new visitors does not push out the subscribers
+		// who keep coming.
+		evictUnused(j.verified, verifiedCap/100, func(k string) { delete(j.verified, k) })
 	}
-	j.verified[value] = id
+	j.verified[value] = &verifiedCookie{identity: id}
 	j.mu.Unlock()
 	return id, true, nil
 }

@@ -278,6 +278,22 @@ func TestCacheBound(t *testing.T) {
 			}
 		}
 	})
+	t.Run("all_in_use", func(t *testing.T) {
+		// Every entry used since the last eviction: a few are spared,
+		// then some go all the same.
+		const bound = 50
+		a := newAccount(bound)
+		fetched := time.Now().UnixNano()
+		for i := range 3 * bound {
+			for j := range i {
+				a.get(customerID(j))
+			}
+			a.store(customerID(i), decodedSubscriptions(fetched), fetched, a.epoch.Load())
+			if n := a.len(); n > bound {
+				t.Fatalf("after %d customers all in use the cache holds %d, bound %d", i+1, n, bound)
+			}
+		}
+	})
 	t.Run("invalidate", func(t *testing.T) {
 		const bound = 1000
 		a := newAccount(bound)
@@ -314,7 +330,7 @@ func TestCacheBound(t *testing.T) {
 		t0 := now().Unix()
 		for i := range verifiedCap {
 			cus := customerID(i)
-			h.cookies.verified[fmt.Sprintf("%s.%d.sig%d", cus, t0+3600, i)] = identity{customer: cus, customerAny: cus, expires: t0 + 3600}
+			h.cookies.verified[fmt.Sprintf("%s.%d.sig%d", cus, t0+3600, i)] = &verifiedCookie{identity: identity{customer: cus, customerAny: cus, expires: t0 + 3600}}
 		}
 		for i := verifiedCap; i < verifiedCap+1000; i++ {
 			r, _ := gateRequest(cookieHeader(t, h, customerID(i)))
@@ -328,6 +344,167 @@ func TestCacheBound(t *testing.T) {
 				t.Fatalf("the verified-cookie map holds %d, bound %d", n, verifiedCap)
 			}
 		}
+	})
+}
+
+// TestEvictionKeepsActiveSubscribers: a full cache meets a burst of new
+// visitors, five times its size, while some of the subscribers it holds
+// keep coming. Evicting in the map's order would drop them as often as
+// anyone (all but about e^-5 of them, and as many Stripe reads); evicting
+// what was not used since the last eviction keeps every one of them, and
+// drops those who stopped coming and the burst's own visitors instead.
+func TestEvictionKeepsActiveSubscribers(t *testing.T) {
+	t.Run("customers", func(t *testing.T) {
+		const (
+			bound  = 1000
+			active = bound / 10
+			burst  = 5 * bound
+			round  = bound / 100 // new visitors per eviction
+		)
+		h := provisionTestHandler(t, "http://127.0.0.1:9", func(h *Handler) { h.CacheSize = bound })
+		stripe := &countingStripe{stripeAPI: h.stripe, per: make(map[string]int)}
+		h.stripe = stripe
+		var p passed
+		w := newDiscard()
+		visit := func(i int) {
+			t.Helper()
+			r, _ := gateRequest(cookieHeader(t, h, customerID(i)))
+			w.reset()
+			if err := h.ServeHTTP(w, r, &p); err != nil || w.status != 0 {
+				t.Fatalf("customer %d refused: status %d, %v", i, w.status, err)
+			}
+		}
+		// The cache fills up; the first tenth keep coming, once between
+		// two evictions.
+		for i := range bound {
+			visit(i)
+		}
+		for n := 0; n < burst; n += round {
+			for i := range active {
+				visit(i)
+			}
+			for i := range round {
+				visit(bound + n + i)
+			}
+			if n := h.account.len(); n > bound {
+				t.Fatalf("the cache holds %d, cache_size %d", n, bound)
+			}
+		}
+		stripe.mu.Lock()
+		reread, kept := 0, 0
+		for i := range active {
+			reread += stripe.per[customerID(i)] - 1
+		}
+		stripe.mu.Unlock()
+		for i := range active {
+			if h.account.customers[customerID(i)] != nil {
+				kept++
+			}
+		}
+		idle := 0
+		for i := active; i < bound; i++ {
+			if h.account.customers[customerID(i)] != nil {
+				idle++
+			}
+		}
+		if kept != active || reread != 0 {
+			t.Errorf("during a burst of %d new visitors, the %d active subscribers were read again %d times, and %d are out of the cache at the end; want none",
+				burst, active, reread, active-kept)
+		}
+		t.Logf("cache_size %d, a burst of %d new visitors: %d of %d active subscribers kept (%d read again), %d of %d who stopped coming",
+			bound, burst, kept, active, reread, idle, bound-active)
+	})
+	t.Run("verified_cookies", func(t *testing.T) {
+		const (
+			active = verifiedCap / 100
+			burst  = 5 * verifiedCap / 100
+			round  = verifiedCap / 100 // new cookies per eviction
+		)
+		h := provisionTestHandler(t, "http://127.0.0.1:9")
+		t0 := now().Unix()
+		// Filled with cookies verified once, less room for the active.
+		for i := range verifiedCap - active {
+			cus := customerID(i)
+			h.cookies.verified[fmt.Sprintf("%s.%d.sig%d", cus, t0+3600, i)] = &verifiedCookie{identity: identity{customer: cus, customerAny: cus, expires: t0 + 3600}}
+		}
+		identify := func(cookie string) {
+			t.Helper()
+			r, _ := gateRequest(cookie)
+			if _, ok, _ := h.cookies.identify(r, t0); !ok {
+				t.Fatal("a fresh cookie did not verify")
+			}
+		}
+		cookies := make([]string, active)
+		values := make([]string, active)
+		for i := range cookies {
+			cookies[i] = cookieHeader(t, h, customerID(verifiedCap+i))
+			values[i], _ = cookieValue(http.Header{"Cookie": {cookies[i]}}, h.cookies.name)
+			identify(cookies[i])
+		}
+		// held counts the active cookies still in the map.
+		held := func() int {
+			h.cookies.mu.RLock()
+			defer h.cookies.mu.RUnlock()
+			n := 0
+			for _, v := range values {
+				if h.cookies.verified[v] != nil {
+					n++
+				}
+			}
+			return n
+		}
+		// The active come once between two evictions; a cookie evicted
+		// is verified again (an HMAC) when it comes.
+		reverified := 0
+		for n := 0; n < burst; n += round {
+			reverified += active - held()
+			for _, c := range cookies {
+				identify(c)
+			}
+			for i := range round {
+				identify(cookieHeader(t, h, customerID(2*verifiedCap+n+i)))
+			}
+		}
+		h.cookies.mu.RLock()
+		size := len(h.cookies.verified)
+		h.cookies.mu.RUnlock()
+		kept := held()
+		if size > verifiedCap || kept != active || reverified != 0 {
+			t.Errorf("the verified-cookie map holds %d (bound %d); during a burst of %d new cookies, the %d active were verified again %d times, and %d are out at the end; want none",
+				size, verifiedCap, burst, active, reverified, active-kept)
+		}
+		t.Logf("verified cookies, a burst of %d new: %d of %d active kept (%d verified again)", burst, kept, active, reverified)
+	})
+	t.Run("logins", func(t *testing.T) {
+		// The login cache's hits do not mark its entries: it drops the
+		// mappings read longest ago first, those past cache_ttl before
+		// those read within it.
+		const (
+			bound  = 1000
+			active = bound / 10
+			burst  = bound / 5
+		)
+		c := newLoginCache(loginEmail, "", bound)
+		t0 := time.Now().UnixNano()
+		for i := active; i < bound; i++ {
+			c.put(fmt.Sprintf("gone%d@example.com", i), customerID(i), t0-int64(time.Hour), 0)
+		}
+		for i := range active {
+			c.put(fmt.Sprintf("reader%d@example.com", i), customerID(i), t0-int64(time.Minute), 0)
+		}
+		for i := range burst {
+			c.put(fmt.Sprintf("new%d@example.com", i), "", t0, 0)
+		}
+		kept := 0
+		for i := range active {
+			if c.get(fmt.Sprintf("reader%d@example.com", i)) != nil {
+				kept++
+			}
+		}
+		if n := len(c.m); n > bound || kept != active {
+			t.Errorf("the login cache holds %d (bound %d) and kept %d of %d users read within cache_ttl, want all", n, bound, kept, active)
+		}
+		t.Logf("logins, a burst of %d new: %d of %d users read within cache_ttl kept", burst, kept, active)
 	})
 }
 

@@ -218,13 +218,17 @@ func (c *loginCache) put(v, customer string, fetched int64, gen uint64) identity
 	if _, ok := c.m[v]; ok {
 		c.drop(v)
 	} else if len(c.m) >= c.max {
-		n := max(1, c.max/100)
-		for k := range c.m {
-			c.drop(k)
-			if n--; n <= 0 {
-				break
-			}
-		}
+		// A full cache drops one in a hundred, the mappings read from
+		// Stripe longest ago first (of a sample): those past cache_ttl,
+		// which serve only while Stripe is down, and those that need
+		// no read (kind customer), which cost nothing to make again.
+		// A user who keeps coming is read again every cache_ttl, and
+		// goes after those who stopped. Hits do not mark their entry
+		// (get only reads), so this is not least recently used: a
+		// burst shorter than cache_ttl may drop an active user's
+		// mapping before the burst's, which costs that user's lookup
+		// at most cache_ttl early.
+		evictOldest(c.m, max(1, c.max/100), func(e *loginEntry) int64 { return e.fetched }, c.drop)
 	}
 	v = strings.Clone(v)
 	c.m[v] = &loginEntry{id: id, fetched: fetched}
