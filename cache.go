@@ -1,10 +1,8 @@
 package paywall
 
 import (
-	"cmp"
 	"context"
 	"errors"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -298,28 +296,6 @@ func (a *account) invalidate(customer string) bool {
 // goes before the subscribers who keep coming. Called with mu held.
 func (a *account) makeRoom() {
 	evictUnused(a.customers, max(1, a.max/100), func(k string) { delete(a.customers, k) })
-}
-
-// evictOldest deletes, of a full map whose hits do not mark its entries,
-// the n read longest ago among 4n from where Go's range starts (a sample,
-// as Redis's approximated LRU takes one; see evictUnused for that start).
-// Called with the map's lock held.
-func evictOldest[K comparable, E any](m map[K]E, n int, readAt func(E) int64, drop func(K)) {
-	type candidate struct {
-		k K
-		t int64
-	}
-	sample := make([]candidate, 0, min(len(m), 4*n))
-	for k, e := range m {
-		if len(sample) == cap(sample) {
-			break
-		}
-		sample = append(sample, candidate{k, readAt(e)})
-	}
-	slices.SortFunc(sample, func(a, b candidate) int { return cmp.Compare(a.t, b.t) })
-	for _, c := range sample[:min(n, len(sample))] {
-		drop(c.k)
-	}
 }
 
 func (a *account) intern(s string) string {

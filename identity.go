@@ -180,6 +180,7 @@ type loginCache struct {
 }
 
 type loginEntry struct {
+	useMark          // for eviction: see evictUnused
 	id      identity // id.customer is "" when Stripe has no customer
 	fetched int64    // unix nanos of the Stripe read; 0 when none is needed
 }
@@ -199,6 +200,9 @@ func (c *loginCache) get(v string) *loginEntry {
 	c.mu.RLock()
 	e := c.m[v]
 	c.mu.RUnlock()
+	if e != nil {
+		e.touch()
+	}
 	return e
 }
 
@@ -218,17 +222,9 @@ func (c *loginCache) put(v, customer string, fetched int64, gen uint64) identity
 	if _, ok := c.m[v]; ok {
 		c.drop(v)
 	} else if len(c.m) >= c.max {
-		// A full cache drops one in a hundred, the mappings read from
-		// Stripe longest ago first (of a sample): those past cache_ttl,
-		// which serve only while Stripe is down, and those that need
-		// no read (kind customer), which cost nothing to make again.
-		// A user who keeps coming is read again every cache_ttl, and
-		// goes after those who stopped. Hits do not mark their entry
-		// (get only reads), so this is not least recently used: a
-		// burst shorter than cache_ttl may drop an active user's
-		// mapping before the burst's, which costs that user's lookup
-		// at most cache_ttl early.
-		evictOldest(c.m, max(1, c.max/100), func(e *loginEntry) int64 { return e.fetched }, c.drop)
+		// A full cache drops one in a hundred, users not seen since
+		// the last sweep first, as the customers' cache does.
+		evictUnused(c.m, max(1, c.max/100), c.drop)
 	}
 	v = strings.Clone(v)
 	c.m[v] = &loginEntry{id: id, fetched: fetched}
