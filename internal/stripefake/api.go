@@ -270,7 +270,9 @@ func expandParams(f url.Values) []string {
 	return out
 }
 
-// expandLocked replaces the id at path inside v with the full object.
+// expandLocked replaces the id at path inside v with the full object, and
+// every id on the way there, as Stripe does: data.latest_invoice.payment_intent
+// expands each subscription's latest invoice and that invoice's PaymentIntent.
 func (s *Server) expandLocked(v any, path []string) {
 	if len(path) == 0 {
 		return
@@ -281,13 +283,13 @@ func (s *Server) expandLocked(v any, path []string) {
 		if !ok {
 			return
 		}
-		if len(path) == 1 {
-			if id, ok := child.(string); ok {
-				if o := s.objectLocked(id); o != nil {
-					t[path[0]] = o
-				}
+		if id, ok := child.(string); ok {
+			o := s.objectLocked(id)
+			if o == nil {
+				return
 			}
-			return
+			t[path[0]] = o
+			child = o
 		}
 		s.expandLocked(child, path[1:])
 	case []any:
@@ -298,7 +300,7 @@ func (s *Server) expandLocked(v any, path []string) {
 }
 
 // Object returns the JSON the API would answer for an object id (cus_,
-// sub_, cs_, bps_, price_, prod_, in_), for use with SendEvent.
+// sub_, cs_, bps_, price_, prod_, in_, pi_), for use with SendEvent.
 func (s *Server) Object(id string) (json.RawMessage, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -340,6 +342,10 @@ func (s *Server) objectLocked(id string) map[string]any {
 	case strings.HasPrefix(id, "in_"):
 		if inv, ok := s.invoices[id]; ok {
 			return s.invoiceJSONLocked(inv)
+		}
+	case strings.HasPrefix(id, "pi_"):
+		if pi, ok := s.intents[id]; ok {
+			return paymentIntentJSON(pi)
 		}
 	}
 	return nil
@@ -553,8 +559,24 @@ func (s *Server) invoiceJSONLocked(inv *invoice) map[string]any {
 		"livemode":         false,
 		"metadata":         map[string]any{},
 		"paid":             paid,
+		"payment_intent":   strOrNil(inv.PaymentIntent),
 		"status":           inv.Status,
 		"subscription":     inv.Subscription,
+	}
+}
+
+func paymentIntentJSON(pi *paymentIntent) map[string]any {
+	return map[string]any{
+		"id":       pi.ID,
+		"object":   "payment_intent",
+		"amount":   pi.Amount,
+		"created":  pi.Created.Unix(),
+		"currency": pi.Currency,
+		"customer": pi.Customer,
+		"invoice":  pi.Invoice,
+		"livemode": false,
+		"metadata": map[string]any{},
+		"status":   pi.Status,
 	}
 }
 

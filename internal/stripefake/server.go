@@ -14,8 +14,8 @@
 // Control methods that set state directly (CreateCustomer, CreateSubscription,
 // SetSubscription, AddPrice) send no webhooks. Methods that simulate what a
 // visitor or Stripe's billing engine does (CompleteCheckout, CancelSubscription,
-// FailRenewal, UpdatePaymentMethod, Renew, SetCancelAtPeriodEnd, ExpireCheckout)
-// send the webhooks Stripe would send. UpdateCustomer sends customer.updated,
+// FailRenewal, UpdatePaymentMethod, Renew, SetCancelAtPeriodEnd, ExpireCheckout,
+// SettleFirstPayment) send the webhooks Stripe would send. UpdateCustomer sends customer.updated,
 // as the API call does.
 //
 // Customer search lags writes the way Stripe's does when SetSearchLag is
@@ -212,14 +212,26 @@ type PortalSession struct {
 }
 
 type invoice struct {
-	ID           string
-	Customer     string
-	Subscription string
-	Status       string // paid, open
-	Amount       int64
-	Currency     string
-	Reason       string
-	Created      time.Time
+	ID            string
+	Customer      string
+	Subscription  string
+	Status        string // paid, open
+	Amount        int64
+	Currency      string
+	Reason        string
+	Created       time.Time
+	PaymentIntent string // pi_…, or "" for an invoice of nothing to pay
+}
+
+// paymentIntent is the payment of an invoice.
+type paymentIntent struct {
+	ID       string
+	Customer string
+	Invoice  string
+	Status   string // succeeded, requires_payment_method, processing
+	Amount   int64
+	Currency string
+	Created  time.Time
 }
 
 type idemEntry struct {
@@ -240,6 +252,7 @@ type Server struct {
 	sessions  map[string]*CheckoutSession
 	portals   map[string]*PortalSession
 	invoices  map[string]*invoice
+	intents   map[string]*paymentIntent
 	seq       int64
 	calls     map[string]int
 	outage    Outage
@@ -312,6 +325,7 @@ func New(opts Options) *Server {
 		sessions:  map[string]*CheckoutSession{},
 		portals:   map[string]*PortalSession{},
 		invoices:  map[string]*invoice{},
+		intents:   map[string]*paymentIntent{},
 		calls:     map[string]int{},
 		outage:    OutageNone,
 		idem:      map[string]idemEntry{},
@@ -857,7 +871,7 @@ func (s *Server) updatePaymentLocked(id string) error {
 	if !ok || inv.Status == "paid" {
 		inv = s.newInvoiceLocked(sub, "paid", "subscription_cycle")
 	}
-	inv.Status = "paid"
+	s.setInvoiceStatusLocked(inv, "paid")
 	sub.Status = "active"
 	s.emitLocked("invoice.paid", s.invoiceJSONLocked(inv))
 	s.emitLocked("customer.subscription.updated", s.subJSONLocked(sub))
@@ -899,9 +913,89 @@ func (s *Server) newInvoiceLocked(sub *Subscription, status, reason string) *inv
 		ID: newID("in_", 14), Customer: sub.Customer, Subscription: sub.ID,
 		Status: status, Amount: amount, Currency: currency, Reason: reason, Created: s.now(),
 	}
+	if amount > 0 {
+		pi := &paymentIntent{
+			ID: newID("pi_", 24), Customer: sub.Customer, Invoice: inv.ID,
+			Amount: amount, Currency: currency, Created: inv.Created,
+		}
+		s.intents[pi.ID] = pi
+		inv.PaymentIntent = pi.ID
+	}
 	s.invoices[inv.ID] = inv
+	s.setInvoiceStatusLocked(inv, status)
 	sub.LatestInvoice = inv.ID
 	return inv
+}
+
+// setInvoiceStatusLocked sets an invoice's status and its PaymentIntent's:
+// succeeded when paid, requires_payment_method while open (the charge
+// failed and waits for another payment method).
+func (s *Server) setInvoiceStatusLocked(inv *invoice, status string) {
+	inv.Status = status
+	if pi, ok := s.intents[inv.PaymentIntent]; ok {
+		pi.Status = "requires_payment_method"
+		if status == "paid" {
+			pi.Status = "succeeded"
+		}
+	}
+}
+
+// SetFirstPaymentProcessing makes a subscription what Stripe makes one whose
+// first payment is a bank debit (SEPA, ACH) or transfer that takes days:
+// status incomplete, its latest invoice (billing_reason
+// subscription_create) open, and that invoice's PaymentIntent processing.
+// No webhook. SettleFirstPayment ends it.
+func (s *Server) SetFirstPaymentProcessing(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sub, ok := s.subs[id]
+	if !ok {
+		return ErrNotFound
+	}
+	if ended(sub.Status) {
+		return ErrInvalidState
+	}
+	inv := s.newInvoiceLocked(sub, "open", "subscription_create")
+	pi, ok := s.intents[inv.PaymentIntent]
+	if !ok {
+		return fmt.Errorf("stripefake: price %q charges nothing, so there is no payment to process", sub.Price)
+	}
+	pi.Status = "processing"
+	sub.Status = "incomplete"
+	return nil
+}
+
+// SettleFirstPayment ends the processing of a subscription's first payment
+// (see SetFirstPaymentProcessing). When the money arrives (paid), the
+// PaymentIntent succeeds, the invoice is paid and the subscription is
+// active: it sends invoice.paid and customer.subscription.updated. When the
+// bank refuses, the PaymentIntent requires a payment method and the
+// subscription stays incomplete: it sends invoice.payment_failed. It
+// returns ErrInvalidState when no first payment is processing.
+func (s *Server) SettleFirstPayment(id string, paid bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sub, ok := s.subs[id]
+	if !ok {
+		return ErrNotFound
+	}
+	inv, ok := s.invoices[sub.LatestInvoice]
+	if !ok || sub.Status != "incomplete" {
+		return ErrInvalidState
+	}
+	if pi, ok := s.intents[inv.PaymentIntent]; !ok || pi.Status != "processing" {
+		return ErrInvalidState
+	}
+	if !paid {
+		s.setInvoiceStatusLocked(inv, "open")
+		s.emitLocked("invoice.payment_failed", s.invoiceJSONLocked(inv))
+		return nil
+	}
+	s.setInvoiceStatusLocked(inv, "paid")
+	sub.Status = "active"
+	s.emitLocked("invoice.paid", s.invoiceJSONLocked(inv))
+	s.emitLocked("customer.subscription.updated", s.subJSONLocked(sub))
+	return nil
 }
 
 // Session returns a copy of a checkout session (expiring it first if its

@@ -937,3 +937,83 @@ func TestSendEventCustomObjectAndIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestFirstPaymentProcessing(t *testing.T) {
+	s := start(t, stripefake.Options{})
+	sc := sdk(t, s.URL(), "sk_test_123")
+	cus := s.CreateCustomer("sepa@example.com")
+	sub := s.CreateSubscription(cus, "price_demo_monthly", "active")
+	if err := s.SetFirstPaymentProcessing(sub); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.Events()); n != 0 {
+		t.Fatalf("SetFirstPaymentProcessing sent %d events", n)
+	}
+	list := func(expand ...string) *stripe.Subscription {
+		t.Helper()
+		p := &stripe.SubscriptionListParams{Customer: stripe.String(cus), Status: stripe.String("all")}
+		for _, e := range expand {
+			p.AddExpand(e)
+		}
+		it := sc.Subscriptions.List(p)
+		if !it.Next() {
+			t.Fatalf("no subscription listed: %v", it.Err())
+		}
+		return it.Subscription()
+	}
+	got := list()
+	if got.Status != stripe.SubscriptionStatusIncomplete || got.LatestInvoice == nil || got.LatestInvoice.Status != "" {
+		t.Fatalf("unexpanded: status %s, latest_invoice %+v (want an id only)", got.Status, got.LatestInvoice)
+	}
+	// Expanding the PaymentIntent expands the invoice on the way, as Stripe does.
+	got = list("data.latest_invoice.payment_intent")
+	inv := got.LatestInvoice
+	if inv == nil || inv.Status != stripe.InvoiceStatusOpen || inv.BillingReason != stripe.InvoiceBillingReasonSubscriptionCreate ||
+		inv.PaymentIntent == nil || inv.PaymentIntent.Status != stripe.PaymentIntentStatusProcessing {
+		t.Fatalf("expanded: latest_invoice %+v, payment_intent %+v", inv, inv.PaymentIntent)
+	}
+	if raw, ok := s.Object(inv.PaymentIntent.ID); !ok || !strings.Contains(string(raw), `"status":"processing"`) {
+		t.Fatalf("Object(%s) = %s", inv.PaymentIntent.ID, raw)
+	}
+
+	// The bank refuses: still incomplete, the payment now needs a method.
+	if err := s.SettleFirstPayment(sub, false); err != nil {
+		t.Fatal(err)
+	}
+	got = list("data.latest_invoice.payment_intent")
+	if got.Status != stripe.SubscriptionStatusIncomplete || got.LatestInvoice.PaymentIntent.Status != stripe.PaymentIntentStatusRequiresPaymentMethod {
+		t.Fatalf("after a refused debit: %s, %s", got.Status, got.LatestInvoice.PaymentIntent.Status)
+	}
+	if err := s.SettleFirstPayment(sub, true); !errors.Is(err, stripefake.ErrInvalidState) {
+		t.Fatalf("settling a payment no longer processing: %v", err)
+	}
+
+	// Another try that clears: active, with the events Stripe sends.
+	if err := s.SetFirstPaymentProcessing(sub); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SettleFirstPayment(sub, true); err != nil {
+		t.Fatal(err)
+	}
+	got = list("data.latest_invoice.payment_intent")
+	if got.Status != stripe.SubscriptionStatusActive || !got.LatestInvoice.Paid || got.LatestInvoice.PaymentIntent.Status != stripe.PaymentIntentStatusSucceeded {
+		t.Fatalf("after the money arrived: %s, paid %v, %s", got.Status, got.LatestInvoice.Paid, got.LatestInvoice.PaymentIntent.Status)
+	}
+	var types []string
+	for _, ev := range s.Events() {
+		types = append(types, ev.Type)
+	}
+	if want := "invoice.payment_failed invoice.paid customer.subscription.updated"; strings.Join(types, " ") != want {
+		t.Fatalf("events: %v, want %s", types, want)
+	}
+
+	if err := s.SettleFirstPayment("sub_nope", true); !errors.Is(err, stripefake.ErrNotFound) {
+		t.Fatalf("unknown subscription: %v", err)
+	}
+	if err := s.CancelSubscription(sub); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetFirstPaymentProcessing(sub); !errors.Is(err, stripefake.ErrInvalidState) {
+		t.Fatalf("processing on a canceled subscription: %v", err)
+	}
+}
