@@ -7,15 +7,16 @@ import (
 
 // Reasons, as set in {http.paywall.reason} and the problem document.
 const (
-	reasonActive          = "active"
-	reasonTrialing        = "trialing"
-	reasonPastDueGrace    = "past_due_grace"
-	reasonNoSubscription  = "no_subscription"
-	reasonEnded           = "subscription_ended"
-	reasonPaymentFailed   = "payment_failed"
-	reasonTrialEnded      = "trial_ended"
-	reasonCheckoutNotDone = "checkout_not_completed"
-	reasonUnavailable     = "stripe_unavailable"
+	reasonActive            = "active"
+	reasonTrialing          = "trialing"
+	reasonPastDueGrace      = "past_due_grace"
+	reasonNoSubscription    = "no_subscription"
+	reasonEnded             = "subscription_ended"
+	reasonPaymentFailed     = "payment_failed"
+	reasonPaymentProcessing = "payment_processing"
+	reasonTrialEnded        = "trial_ended"
+	reasonCheckoutNotDone   = "checkout_not_completed"
+	reasonUnavailable       = "stripe_unavailable"
 )
 
 // Reasons the paywall's own endpoints give when they refuse, on the
@@ -68,9 +69,17 @@ func (h *Handler) entitlement(subs []subscriptionState, t time.Time) (bool, stri
 			if h.GracePeriod > 0 && t.Before(time.Unix(s.PeriodStart, 0).Add(time.Duration(h.GracePeriod))) {
 				return true, reasonPastDueGrace
 			}
-			denial, rank = worse(denial, rank, reasonPaymentFailed, 3)
-		case "unpaid", "incomplete":
-			denial, rank = worse(denial, rank, reasonPaymentFailed, 3)
+			denial, rank = worse(denial, rank, reasonPaymentFailed, 4)
+		case "incomplete":
+			if s.FirstPaymentProcessing {
+				// A bank debit or transfer on its way: identity is not
+				// entitlement, but the visitor has nothing to do but wait.
+				denial, rank = worse(denial, rank, reasonPaymentProcessing, 3)
+			} else {
+				denial, rank = worse(denial, rank, reasonPaymentFailed, 4)
+			}
+		case "unpaid":
+			denial, rank = worse(denial, rank, reasonPaymentFailed, 4)
 		case "paused":
 			// Stripe pauses a subscription whose trial ended without a
 			// payment method.
@@ -89,7 +98,9 @@ func (h *Handler) entitlement(subs []subscriptionState, t time.Time) (bool, stri
 }
 
 // worse keeps the reason the visitor can act on first: a failed payment
-// they can fix beats an ended trial, which beats an ended subscription.
+// they can fix beats a first payment still on its way (nothing to do but
+// wait, and nothing to pay again), which beats an ended trial, which beats
+// an ended subscription.
 func worse(cur string, curRank int, next string, nextRank int) (string, int) {
 	if nextRank > curRank {
 		return next, nextRank

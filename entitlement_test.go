@@ -16,6 +16,11 @@ func TestEntitlement(t *testing.T) {
 	sub := func(status string, items []priceRef) subscriptionState {
 		return subscriptionState{Status: status, Items: items, PeriodStart: t0.Unix()}
 	}
+	processing := func(items []priceRef) subscriptionState {
+		s := sub("incomplete", items)
+		s.FirstPaymentProcessing = true
+		return s
+	}
 
 	for _, tc := range []struct {
 		name   string
@@ -42,6 +47,13 @@ func TestEntitlement(t *testing.T) {
 		{"old canceled, new active", []subscriptionState{sub("canceled", gold), sub("active", gold)}, t0, true, reasonActive},
 		{"canceled and past_due: payment failed wins", []subscriptionState{sub("canceled", gold), sub("past_due", gold)}, t0.Add(100 * time.Hour), false, reasonPaymentFailed},
 		{"unknown future status", []subscriptionState{sub("frozen", gold)}, t0, false, reasonEnded},
+		{"incomplete, first payment processing", []subscriptionState{processing(gold)}, t0, false, reasonPaymentProcessing},
+		{"processing, other price", []subscriptionState{processing(other)}, t0, false, reasonNoSubscription},
+		{"processing beats ended", []subscriptionState{sub("canceled", gold), processing(gold)}, t0, false, reasonPaymentProcessing},
+		{"processing beats trial ended", []subscriptionState{processing(gold), sub("paused", gold)}, t0, false, reasonPaymentProcessing},
+		{"a failed payment beats processing", []subscriptionState{processing(gold), sub("incomplete", gold)}, t0, false, reasonPaymentFailed},
+		{"a failed renewal beats processing", []subscriptionState{sub("past_due", gold), processing(gold)}, t0.Add(100 * time.Hour), false, reasonPaymentFailed},
+		{"active beats processing", []subscriptionState{processing(gold), sub("active", gold)}, t0, true, reasonActive},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ok, reason := h.entitlement(tc.subs, tc.at)

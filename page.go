@@ -29,11 +29,13 @@ import (
 //	             429 or 500 on the paywall's own endpoints)
 //	StatusText   the status's name in Lang
 //	Reason       no_subscription, subscription_ended, payment_failed,
-//	             trial_ended, checkout_not_completed or stripe_unavailable
+//	             payment_processing, trial_ended, checkout_not_completed or
+//	             stripe_unavailable
 //	Title        a short heading for the reason, in Lang
 //	Detail       one plain paragraph saying why and what to do, in Lang
 //	CheckoutURL  starts a Stripe Checkout and comes back (GET or POST);
-//	             empty with 503: offer no payment while Stripe is down
+//	             empty with 503 (offer no payment while Stripe is down) and
+//	             with payment_processing (a payment is on its way already)
 //	PortalURL    the billing portal, to update the payment method;
 //	             set when the last payment failed
 //	LogoutURL    forgets this browser (POST only); set when a customer is known
@@ -191,6 +193,7 @@ var pageReasons = []string{
 	reasonNoSubscription,
 	reasonEnded,
 	reasonPaymentFailed,
+	reasonPaymentProcessing,
 	reasonTrialEnded,
 	reasonCheckoutNotDone,
 	reasonUnavailable,
@@ -198,14 +201,18 @@ var pageReasons = []string{
 
 // writeDenial answers a refusal in the form the client asked for: a problem
 // document (RFC 9457) for API clients, an HTML page for everyone else, in
-// English or Indonesian. A 402 points to checkout in a Link header; a 503
-// says when to retry and offers no payment at all.
+// the visitor's language. A 402 points to checkout in a Link header, unless
+// a first payment is on its way (payment_processing); a 503 says when to
+// retry and offers no payment at all.
 func (h *Handler) writeDenial(w http.ResponseWriter, r *http.Request, d denial) error {
 	if d.Status == 0 {
 		d.Status = http.StatusPaymentRequired
 	}
 	if d.Status == http.StatusServiceUnavailable && d.RetryAfter <= 0 {
 		d.RetryAfter = defaultRetryAfter
+	}
+	if d.Reason == reasonPaymentProcessing {
+		d.CheckoutURL = "" // nor a Link to pay: a payment is on its way
 	}
 	lang := negotiateLanguage(r.Header.Values("Accept-Language"))
 	asJSON := wantsProblemJSON(r.Header.Values("Accept"))
@@ -339,7 +346,7 @@ func newPageData(d denial, lang, supportURL string) PageData {
 		Notice:      d.notice,
 		T:           strs,
 	}
-	if d.Status == http.StatusServiceUnavailable {
+	if d.Status == http.StatusServiceUnavailable || d.Reason == reasonPaymentProcessing {
 		data.CheckoutURL = ""
 	}
 	return data

@@ -554,6 +554,57 @@ func TestPageActionsPerReason(t *testing.T) {
 	}
 }
 
+// TestPaymentProcessingOffersNothingToPay: a visitor whose first payment
+// is on its way is told to wait, in every form, and offered no way to pay
+// again: no button, no Link header, no checkout_url, no sign-in.
+func TestPaymentProcessingOffersNothingToPay(t *testing.T) {
+	h := pageHandler()
+	d := denialFor(reasonPaymentProcessing)
+	d.SigninURL = "/paywall/signin" // the handler does not offer it to a known customer; the page would not either
+	for _, lang := range pageLanguages {
+		w := deny(t, h, http.MethodGet, acceptBrowser, lang, d)
+		body := w.Body.String()
+		if w.Code != http.StatusPaymentRequired || w.Header().Get("Link") != "" || w.Header().Get("Retry-After") != "" {
+			t.Errorf("%s: status %d, Link %q, Retry-After %q", lang, w.Code, w.Header().Get("Link"), w.Header().Get("Retry-After"))
+		}
+		strs := pageStrings[lang]
+		for _, k := range []string{"title_payment_processing", "detail_payment_processing", "processing_note"} {
+			if !strings.Contains(body, template.HTMLEscapeString(strs[k])) {
+				t.Errorf("%s: the page lacks %s %q", lang, k, strs[k])
+			}
+		}
+		for _, id := range []string{"subscribe", "update-payment", "retry", "signin", "other-device"} {
+			if element(body, id) != "" {
+				t.Errorf("%s: #%s on the page of a payment on its way", lang, id)
+			}
+		}
+		if strings.Contains(body, "/paywall/checkout") || strings.Contains(body, `class="button"`) {
+			t.Errorf("%s: the page offers to pay:\n%s", lang, body)
+		}
+		if element(body, "support") == "" || element(body, "signout") == "" {
+			t.Errorf("%s: the page lacks #support or #signout", lang)
+		}
+
+		w = deny(t, h, http.MethodGet, acceptProblem, lang, d)
+		p := decodeProblem(t, w)
+		if p["reason"] != reasonPaymentProcessing || p["title"] != strs["title_payment_processing"] || p["detail"] != strs["detail_payment_processing"] {
+			t.Errorf("%s: problem %v", lang, p)
+		}
+		for _, k := range []string{"checkout_url", "portal_url", "retry_after"} {
+			if _, ok := p[k]; ok {
+				t.Errorf("%s: the problem document has %s", lang, k)
+			}
+		}
+		if w.Header().Get("Link") != "" {
+			t.Errorf("%s: Link %q on the problem document", lang, w.Header().Get("Link"))
+		}
+	}
+	if en := pageStrings["en"]; en["title_payment_processing"] != "Your payment is on its way" ||
+		!strings.HasSuffix(en["detail_payment_processing"], "Do not pay again.") {
+		t.Errorf("English words: %q, %q", en["title_payment_processing"], en["detail_payment_processing"])
+	}
+}
+
 func TestPagePaymentFailedShowsPortal(t *testing.T) {
 	body := deny(t, pageHandler(), http.MethodGet, acceptBrowser, "", denialFor(reasonPaymentFailed)).Body.String()
 	if !strings.Contains(attr(element(body, "update-payment"), "href"), "/paywall/portal") {
@@ -786,6 +837,23 @@ func TestPageReasonsCoverHandlerReasons(t *testing.T) {
 	for _, r := range []string{reasonNoSubscription, reasonEnded, reasonPaymentFailed, reasonTrialEnded, reasonCheckoutNotDone, reasonUnavailable} {
 		if !slices.Contains(pageReasons, r) {
 			t.Errorf("page does not explain %s", r)
+		}
+	}
+}
+
+// TestEveryProblemTypeIsDocumented: the type of each problem document is
+// an anchor in the README's "Problem types".
+func TestEveryProblemTypeIsDocumented(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, reason := range append(slices.Clone(pageReasons), noticeReasons...) {
+		if reason == reasonSignin || reason == reasonSigninConfirm {
+			continue // pages, not problems
+		}
+		if !strings.Contains(string(readme), `<a id="`+reason+`"></a>`) {
+			t.Errorf("README.md's Problem types lacks <a id=%q></a>", reason)
 		}
 	}
 }

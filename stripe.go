@@ -55,6 +55,12 @@ type subscriptionState struct {
 	TrialEnd          int64
 	EndedAt           int64
 	Items             []priceRef
+
+	// FirstPaymentProcessing: the subscription is incomplete because the
+	// PaymentIntent of its first invoice is processing (a bank debit or
+	// transfer that takes days), not because that payment failed or
+	// waits for the customer (requires_payment_method, requires_action).
+	FirstPaymentProcessing bool
 }
 
 // priceRef names the price of a subscription item and its product.
@@ -170,6 +176,12 @@ func (c *stripeClient) subscriptions(ctx context.Context, customer string) ([]su
 	}
 	params.Context = ctx
 	params.Limit = stripe.Int64(100)
+	// Whether an incomplete subscription's first payment is processing is
+	// on its latest invoice's PaymentIntent, expanded in the same read.
+	// Invoice.payment_intent exists up to the API version stripe-go v76
+	// pins (2023-10-16, sent with every request); from 2025-03-31.basil on,
+	// Stripe refuses to expand it (see TestSubscriptionsExpandPinnedToAnAPIVersion).
+	params.AddExpand("data.latest_invoice.payment_intent")
 	var out []subscriptionState
 	it := c.subs.List(params)
 	for it.Next() {
@@ -180,6 +192,9 @@ func (c *stripeClient) subscriptions(ctx context.Context, customer string) ([]su
 			PeriodStart:       s.CurrentPeriodStart,
 			TrialEnd:          s.TrialEnd,
 			EndedAt:           s.EndedAt,
+		}
+		if s.Status == stripe.SubscriptionStatusIncomplete && s.LatestInvoice != nil && s.LatestInvoice.PaymentIntent != nil {
+			st.FirstPaymentProcessing = s.LatestInvoice.PaymentIntent.Status == stripe.PaymentIntentStatusProcessing
 		}
 		if s.Items != nil {
 			for _, item := range s.Items.Data {
