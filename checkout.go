@@ -233,6 +233,12 @@ func (h *Handler) sellingTo(w http.ResponseWriter, r *http.Request, customer str
 		http.Redirect(w, r, h.prefix+"/portal?return="+url.QueryEscape(ret), http.StatusSeeOther)
 		return true, false, nil
 	}
+	if reason == reasonPaymentProcessing {
+		// Their first payment is on its way (a bank debit): back to the
+		// page, which says so, never a second subscription.
+		http.Redirect(w, r, ret, http.StatusSeeOther)
+		return true, false, nil
+	}
 	return false, h.hadTrial(subs), nil
 }
 

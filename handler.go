@@ -125,6 +125,9 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if reason == reasonPaymentFailed {
 		d.PortalURL = h.prefix + "/portal?return=" + url.QueryEscape(ret)
 	}
+	if reason == reasonPaymentProcessing {
+		d.CheckoutURL = "" // nothing to pay: the payment is on its way
+	}
 	if id.customer != "" && h.login == nil {
 		d.LogoutURL = h.prefix + "/logout?return=" + url.QueryEscape(ret)
 	}

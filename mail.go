@@ -157,7 +157,7 @@ var signinMailHTML = template.Must(template.New("signin").Parse(`<!doctype html>
 func signinMail(lang, site, link string, ttl time.Duration) (message, error) {
 	strs := mailStrings[lang]
 	if strs == nil {
-		lang, strs = "en", mailStrings["en"]
+		lang, strs = defaultLanguage, mailStrings[defaultLanguage]
 	}
 	minutes := strconv.Itoa(max(1, int(ttl/time.Minute)))
 	r := strings.NewReplacer("{site}", site, "{minutes}", minutes)
@@ -173,22 +173,14 @@ func signinMail(lang, site, link string, ttl time.Duration) (message, error) {
 	return m, err
 }
 
-// mailStrings are the sign-in mail's words, by language.
-var mailStrings = map[string]map[string]string{
-	"en": {
-		"subject":  "Your sign-in link for {site}",
-		"intro":    "Someone, hopefully you, asked to sign in to {site} with this email address. Open this link to sign in on the device where you open it:",
-		"button":   "Sign in to {site}",
-		"lifetime": "The link works once, in any browser, for {minutes} minutes.",
-		"ignore":   "If you did not ask for this, ignore this mail: nobody can sign in without the link, and nothing changes.",
-		"plain":    "If the button does not work, copy this address into your browser:",
-	},
-	"id": {
-		"subject":  "Tautan masuk Anda untuk {site}",
-		"intro":    "Seseorang, semoga Anda, meminta untuk masuk ke {site} dengan alamat email ini. Buka tautan ini untuk masuk di perangkat tempat Anda membukanya:",
-		"button":   "Masuk ke {site}",
-		"lifetime": "Tautan ini berlaku satu kali, di browser mana pun, selama {minutes} menit.",
-		"ignore":   "Jika Anda tidak memintanya, abaikan email ini: tidak ada yang bisa masuk tanpa tautan ini, dan tidak ada yang berubah.",
-		"plain":    "Jika tombol tidak berfungsi, salin alamat ini ke browser Anda:",
-	},
+// mailStrings are the sign-in mail's words, by language: each
+// strings_<lang>.go adds its own with addMailLanguage, beside the page's.
+var mailStrings = map[string]map[string]string{}
+
+// addMailLanguage registers the sign-in mail's words in one language.
+func addMailLanguage(lang string, strs map[string]string) {
+	if _, dup := mailStrings[lang]; dup {
+		panic("paywall: mail language " + lang + " added twice")
+	}
+	mailStrings[lang] = strs
 }

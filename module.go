@@ -51,7 +51,7 @@ const (
 // ------------|-------------
 // `{http.paywall.customer}` | the visitor's Stripe customer ID, when known
 // `{http.paywall.status}` | `entitled`, `payment_required` or `unavailable`
-// `{http.paywall.reason}` | why: `active`, `trialing`, `past_due_grace`, `no_subscription`, `subscription_ended`, `payment_failed`, `trial_ended`, `checkout_not_completed`, `stripe_unavailable`
+// `{http.paywall.reason}` | why: `active`, `trialing`, `past_due_grace`, `no_subscription`, `subscription_ended`, `payment_failed`, `payment_processing`, `trial_ended`, `checkout_not_completed`, `stripe_unavailable`
 // `{http.paywall.checkout_url}` | the path that starts a checkout for this page
 // `{http.paywall.portal_url}` | the path to the billing portal, when the last payment failed
 // `{http.paywall.signin_url}` | the path that mails a sign-in link (a form's action), when offered

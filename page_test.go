@@ -506,6 +506,26 @@ func TestPageStringsComplete(t *testing.T) {
 			}
 		}
 	}
+	// Every page language mails in its own words too, with every key
+	// and the same placeholders as English.
+	for _, lang := range pageLanguages {
+		file := "strings_" + lang + ".go"
+		mail := mailStrings[lang]
+		if mail == nil {
+			t.Errorf("%s has no sign-in mail words: add addMailLanguage to %s", lang, file)
+			continue
+		}
+		for k, v := range mailStrings[defaultLanguage] {
+			if strings.TrimSpace(mail[k]) == "" {
+				t.Errorf("%s's mail lacks %q: add it to %s", lang, k, file)
+			}
+			for _, ph := range []string{"{site}", "{minutes}"} {
+				if strings.Contains(v, ph) != strings.Contains(mail[k], ph) {
+					t.Errorf("%s's mail %q: %s in one language only: see strings_en.go and %s", lang, k, ph, file)
+				}
+			}
+		}
+	}
 	// Every key the page uses exists (the built-in page runs with
 	// missingkey=error, so rendering proves it).
 	for _, lang := range pageLanguages {

@@ -208,3 +208,25 @@ func TestSubscriptionsExpandAgainstStripeMock(t *testing.T) {
 		t.Fatalf("stripe-mock answered %s to an expansion the list does not have, want a refusal", res.Status)
 	}
 }
+
+// A visitor whose payment is on its way is never sold a second
+// subscription: checkout (an old tab, a bookmark) sends them back to the
+// page, and the refusal names no checkout, on the page or in its headers.
+func TestAFirstPaymentProcessingIsNotSoldAgain(t *testing.T) {
+	w := newWorld(t, func(h *Handler) { h.Refusals = refusalsHandleErrors })
+	_, sub, c := w.subscriber("incomplete")
+	if err := w.fake.SetFirstPaymentProcessing(sub); err != nil {
+		t.Fatal(err)
+	}
+	resp := w.get(c, "/premium/a")
+	if resp.StatusCode != http.StatusPaymentRequired || resp.Header.Get("Link") != "" {
+		t.Errorf("refusal through handle_errors: %d Link %q", resp.StatusCode, resp.Header.Get("Link"))
+	}
+	resp = w.get(c, "/paywall/checkout?return=/premium/a")
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/premium/a" {
+		t.Errorf("checkout: %d to %q, want back to the page", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if n := len(w.fake.Sessions()); n != 0 {
+		t.Errorf("%d checkout sessions for a payment on its way", n)
+	}
+}

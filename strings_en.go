@@ -90,3 +90,15 @@ func init() {
 		"wait_minutes":         "{n} minutes",
 	})
 }
+
+// The sign-in mail's words (mail.go).
+func init() {
+	addMailLanguage("en", map[string]string{
+		"subject":  "Your sign-in link for {site}",
+		"intro":    "Someone, hopefully you, asked to sign in to {site} with this email address. Open this link to sign in on the device where you open it:",
+		"button":   "Sign in to {site}",
+		"lifetime": "The link works once, in any browser, for {minutes} minutes.",
+		"ignore":   "If you did not ask for this, ignore this mail: nobody can sign in without the link, and nothing changes.",
+		"plain":    "If the button does not work, copy this address into your browser:",
+	})
+}

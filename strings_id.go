@@ -88,3 +88,15 @@ func init() {
 		"wait_minutes":         "{n} menit",
 	})
 }
+
+// The sign-in mail's words (mail.go).
+func init() {
+	addMailLanguage("id", map[string]string{
+		"subject":  "Tautan masuk Anda untuk {site}",
+		"intro":    "Seseorang, semoga Anda, meminta untuk masuk ke {site} dengan alamat email ini. Buka tautan ini untuk masuk di perangkat tempat Anda membukanya:",
+		"button":   "Masuk ke {site}",
+		"lifetime": "Tautan ini berlaku satu kali, di browser mana pun, selama {minutes} menit.",
+		"ignore":   "Jika Anda tidak memintanya, abaikan email ini: tidak ada yang bisa masuk tanpa tautan ini, dan tidak ada yang berubah.",
+		"plain":    "Jika tombol tidak berfungsi, salin alamat ini ke browser Anda:",
+	})
+}
