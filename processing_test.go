@@ -2,12 +2,10 @@ package paywall
 
 import (
 	"context"
-	"encoding/json"
 	"html/template"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +13,8 @@ import (
 
 	"github.com/stripe/stripe-go/v76"
 	"go.uber.org/zap"
+
+	"github.com/caddy-paywall/paywall/internal/stripefake"
 )
 
 // TestAFirstPaymentProcessingWaitsThenIsLetIn: a subscriber whose first
@@ -110,30 +110,23 @@ func TestAFirstPaymentTheBankRefusedIsAPaymentFailed(t *testing.T) {
 func TestSubscriptionsExpandPinnedToAnAPIVersion(t *testing.T) {
 	if stripe.APIVersion >= "2025-03-31" {
 		t.Fatalf("stripe-go now pins API version %s, without Invoice.payment_intent: in stripeClient.subscriptions, "+
-			"find a first payment that is processing another way (the invoice's payments)", stripe.APIVersion)
+			"in stripeClient.firstPaymentProcessing, find a first payment that is processing another way (the invoice's payments)", stripe.APIVersion)
 	}
 }
 
-// TestSubscriptionsExpandAgainstStripeMock sends the subscriptions read to
-// stripe-mock through a recorder: the list call asks for one expansion,
-// data.latest_invoice.payment_intent, in stripe-go's form encoding, and
-// stripe-mock accepts it and expands each subscription's latest invoice.
-// stripe-mock's spec is newer than the API version stripe-go v76 pins and
-// has no Invoice.payment_intent any more, so it checks the path up to the
-// invoice; the last step is TestSubscriptionsExpandPinnedToAnAPIVersion's.
-func TestSubscriptionsExpandAgainstStripeMock(t *testing.T) {
+// TestFirstPaymentLookupAgainstStripeMock sends the reads to stripe-mock
+// through a recorder: the subscriptions list asks for no expansion (so that
+// a restricted key needs only the Subscriptions permission), and the read
+// of an incomplete subscription's invoice expands payment_intent in
+// stripe-go's form encoding, which stripe-mock accepts.
+func TestFirstPaymentLookupAgainstStripeMock(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts stripe-mock")
 	}
 	base := startStripeMock(t)
-
-	type exchange struct {
-		query  url.Values
-		status int
-		body   []byte
-	}
 	var mu sync.Mutex
-	var seen []exchange
+	var seen []*http.Request
+	var statuses []int
 	recorder := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, err := http.NewRequestWithContext(r.Context(), r.Method, base+r.URL.RequestURI(), r.Body)
 		if err != nil {
@@ -149,7 +142,8 @@ func TestSubscriptionsExpandAgainstStripeMock(t *testing.T) {
 		defer res.Body.Close()
 		body, _ := io.ReadAll(res.Body)
 		mu.Lock()
-		seen = append(seen, exchange{query: r.URL.Query(), status: res.StatusCode, body: body})
+		seen = append(seen, r)
+		statuses = append(statuses, res.StatusCode)
 		mu.Unlock()
 		w.Header().Set("Content-Type", res.Header.Get("Content-Type"))
 		w.WriteHeader(res.StatusCode)
@@ -161,51 +155,31 @@ func TestSubscriptionsExpandAgainstStripeMock(t *testing.T) {
 	if _, err := c.subscriptions(context.Background(), "cus_stripemock"); err != nil {
 		t.Fatalf("subscriptions: %v", err)
 	}
+	c.firstPaymentProcessing(context.Background(), "in_stripemock")
 	mu.Lock()
 	defer mu.Unlock()
-	if len(seen) != 1 {
-		t.Fatalf("%d requests, want one list call", len(seen))
+	var list, inv *http.Request
+	for i, r := range seen {
+		if statuses[i] != http.StatusOK {
+			t.Errorf("stripe-mock answered %d to %s %s", statuses[i], r.Method, r.URL)
+		}
+		switch {
+		case r.URL.Path == "/v1/subscriptions":
+			list = r
+		case r.URL.Path == "/v1/invoices/in_stripemock":
+			inv = r
+		}
 	}
-	ex := seen[0]
-	var expand []string
-	for k, v := range ex.query {
+	if list == nil || inv == nil {
+		t.Fatalf("requests %v, want the list and the invoice", seen)
+	}
+	for k := range list.URL.Query() {
 		if strings.HasPrefix(k, "expand") {
-			expand = append(expand, k+"="+strings.Join(v, ","))
+			t.Errorf("the subscriptions list expands %s: a restricted key would need more than Subscriptions", k)
 		}
 	}
-	if len(expand) != 1 || expand[0] != "expand[0]=data.latest_invoice.payment_intent" {
-		t.Fatalf("expansions %v, want expand[0]=data.latest_invoice.payment_intent", expand)
-	}
-	var list struct {
-		Data []struct {
-			LatestInvoice json.RawMessage `json:"latest_invoice"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(ex.body, &list); err != nil || len(list.Data) == 0 {
-		t.Fatalf("stripe-mock's answer (%d) is not a list of subscriptions: %v\n%s", ex.status, err, ex.body)
-	}
-	for _, s := range list.Data {
-		if !strings.HasPrefix(strings.TrimSpace(string(s.LatestInvoice)), "{") {
-			t.Errorf("latest_invoice is %s, not expanded", s.LatestInvoice)
-		}
-	}
-
-	// Without this, the pass above would prove nothing: stripe-mock does
-	// read expansions, and refuses one a list does not have (the same path
-	// without data., as it is written for a single subscription).
-	q := url.Values{"customer": {"cus_stripemock"}, "expand[0]": {"latest_invoice.payment_intent"}}
-	req, err := http.NewRequest(http.MethodGet, base+"/v1/subscriptions?"+q.Encode(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+stripeMockKey)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode < 400 {
-		t.Fatalf("stripe-mock answered %s to an expansion the list does not have, want a refusal", res.Status)
+	if got := inv.URL.Query().Get("expand[0]"); got != "payment_intent" {
+		t.Errorf("the invoice read expands %q, want payment_intent", got)
 	}
 }
 
@@ -228,5 +202,30 @@ func TestAFirstPaymentProcessingIsNotSoldAgain(t *testing.T) {
 	}
 	if n := len(w.fake.Sessions()); n != 0 {
 		t.Errorf("%d checkout sessions for a payment on its way", n)
+	}
+}
+
+// A restricted key without the Invoices permission (or an invoice read that
+// fails) costs nothing but the processing words: the subscriptions read
+// succeeds, and the incomplete subscription counts as a failed payment, as
+// it did before payment_processing; only incomplete subscriptions ask.
+func TestAnInvoiceReadThatFailsLocksNobodyOut(t *testing.T) {
+	w := newWorld(t)
+	_, sub, c := w.subscriber("active")
+	if err := w.fake.SetFirstPaymentProcessing(sub); err != nil {
+		t.Fatal(err)
+	}
+	w.fake.SetOutageFor("GET /v1/invoices/{id}", stripefake.OutageErrors)
+	resp := w.get(c, "/premium/a")
+	if resp.StatusCode != http.StatusPaymentRequired || !strings.Contains(bodyOf(resp), `data-reason="payment_failed"`) {
+		t.Fatalf("with the invoice read failing: %d\n%s", resp.StatusCode, bodyOf(resp))
+	}
+	_, _, paid := w.subscriber("active")
+	w.fake.ResetCalls()
+	if resp := w.get(paid, "/premium/a"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("a paying subscriber: %d", resp.StatusCode)
+	}
+	if n := w.fake.Calls("GET /v1/invoices/{id}"); n != 0 {
+		t.Errorf("%d invoice reads for an active subscription, want none", n)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	portalsession "github.com/stripe/stripe-go/v76/billingportal/session"
 	checkoutsession "github.com/stripe/stripe-go/v76/checkout/session"
 	"github.com/stripe/stripe-go/v76/customer"
+	"github.com/stripe/stripe-go/v76/invoice"
 	"github.com/stripe/stripe-go/v76/product"
 	"github.com/stripe/stripe-go/v76/subscription"
 	"go.uber.org/zap"
@@ -110,6 +111,7 @@ type stripeClient struct {
 	portal    portalsession.Client
 	products  product.Client
 	customers customer.Client
+	invoices  invoice.Client
 	timeout   time.Duration
 	logger    *zap.Logger
 	transport *http.Transport
@@ -152,6 +154,7 @@ func newStripeClient(key, apiURL string, timeout time.Duration, logger *zap.Logg
 		portal:    portalsession.Client{B: b, Key: key},
 		products:  product.Client{B: b, Key: key},
 		customers: customer.Client{B: b, Key: key},
+		invoices:  invoice.Client{B: b, Key: key},
 		timeout:   timeout,
 		logger:    logger,
 		transport: transport,
@@ -176,12 +179,6 @@ func (c *stripeClient) subscriptions(ctx context.Context, customer string) ([]su
 	}
 	params.Context = ctx
 	params.Limit = stripe.Int64(100)
-	// Whether an incomplete subscription's first payment is processing is
-	// on its latest invoice's PaymentIntent, expanded in the same read.
-	// Invoice.payment_intent exists up to the API version stripe-go v76
-	// pins (2023-10-16, sent with every request); from 2025-03-31.basil on,
-	// Stripe refuses to expand it (see TestSubscriptionsExpandPinnedToAnAPIVersion).
-	params.AddExpand("data.latest_invoice.payment_intent")
 	var out []subscriptionState
 	it := c.subs.List(params)
 	for it.Next() {
@@ -193,8 +190,8 @@ func (c *stripeClient) subscriptions(ctx context.Context, customer string) ([]su
 			TrialEnd:          s.TrialEnd,
 			EndedAt:           s.EndedAt,
 		}
-		if s.Status == stripe.SubscriptionStatusIncomplete && s.LatestInvoice != nil && s.LatestInvoice.PaymentIntent != nil {
-			st.FirstPaymentProcessing = s.LatestInvoice.PaymentIntent.Status == stripe.PaymentIntentStatusProcessing
+		if s.Status == stripe.SubscriptionStatusIncomplete && s.LatestInvoice != nil && s.LatestInvoice.ID != "" {
+			st.FirstPaymentProcessing = c.firstPaymentProcessing(ctx, s.LatestInvoice.ID)
 		}
 		if s.Items != nil {
 			for _, item := range s.Items.Data {
@@ -218,6 +215,27 @@ func (c *stripeClient) subscriptions(ctx context.Context, customer string) ([]su
 		return nil, err
 	}
 	return out, nil
+}
+
+// firstPaymentProcessing reports whether an incomplete subscription's first
+// invoice is being paid by a payment still under way (a bank debit): its
+// PaymentIntent is processing. Only incomplete subscriptions, which are
+// rare, cost this read, so that every other read needs nothing but the
+// Subscriptions permission of a restricted key; when the read fails (no
+// Invoices or PaymentIntents permission, Stripe down), the answer is no,
+// and the subscription counts as a failed payment, as it did before.
+// Invoice.payment_intent exists at the API version stripe-go v76 pins
+// (2023-10-16, sent with every request); from 2025-03-31.basil on it is
+// gone (see TestSubscriptionsExpandPinnedToAnAPIVersion).
+func (c *stripeClient) firstPaymentProcessing(ctx context.Context, invoiceID string) bool {
+	params := &stripe.InvoiceParams{}
+	params.Context = ctx
+	params.AddExpand("payment_intent")
+	inv, err := c.invoices.Get(invoiceID, params)
+	if err != nil {
+		return false
+	}
+	return inv.PaymentIntent != nil && inv.PaymentIntent.Status == stripe.PaymentIntentStatusProcessing
 }
 
 func (c *stripeClient) createCheckout(ctx context.Context, req checkoutRequest) (checkoutSession, error) {
