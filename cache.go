@@ -411,12 +411,12 @@ func (h *Handler) refreshCustomer(customer string, onlyKnown bool) (bool, error)
 // with how many failed since: during an outage, every visitor's request
 // fails the same way.
 func (h *Handler) logStripeFailure(err error) {
-	if errors.Is(err, errStripeNotFound) {
-		return
-	}
 	if log, n := h.account.stripeFailures.allow(now().UnixNano()); log {
-		h.logger.Warn("stripe call failed; known facts keep serving, others are asked to retry",
-			zap.Error(err), zap.Int("failures_since_last_line", n))
+		msg := "stripe call failed; known facts keep serving, others are asked to retry"
+		if !errors.Is(err, errStripeUnavailable) {
+			msg = "stripe refused a request (or found nothing it names); every request like it fails until the cause, such as a price or a setting, is fixed"
+		}
+		h.logger.Warn(msg, zap.Error(err), zap.Int("failures_since_last_line", n))
 	}
 }
 

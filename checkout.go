@@ -470,8 +470,11 @@ func (h *Handler) stripeFailed(w http.ResponseWriter, r *http.Request, ret strin
 		h.logStripeFailure(err)
 		return h.unavailable(w, r, ret)
 	}
-	// Stripe refused the request: Caddy logs the 502 once, with what
-	// Stripe said and its request ID.
+	// Stripe refused the request: a bug or a setting (an archived price),
+	// which fails every checkout until it is fixed. Logged here, once a
+	// minute, with what Stripe said and its request ID: Caddy logs a
+	// handler's error only at debug level when the site has handle_errors.
+	h.logStripeFailure(err)
 	return caddyhttp.Error(http.StatusBadGateway, err)
 }
 

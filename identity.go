@@ -219,7 +219,9 @@ func (c *loginCache) put(v, customer string, fetched int64, gen uint64) identity
 	if gen != 0 && c.gen.Load() != gen {
 		return id
 	}
-	if _, ok := c.m[v]; ok {
+	used := false
+	if old, ok := c.m[v]; ok {
+		used = old.used.Load() // a refreshed user stays as recently used as they were
 		c.drop(v)
 	} else if len(c.m) >= c.max {
 		// A full cache drops one in a hundred, users not seen since
@@ -227,7 +229,9 @@ func (c *loginCache) put(v, customer string, fetched int64, gen uint64) identity
 		evictUnused(c.m, max(1, c.max/100), c.drop)
 	}
 	v = strings.Clone(v)
-	c.m[v] = &loginEntry{id: id, fetched: fetched}
+	e := &loginEntry{id: id, fetched: fetched}
+	e.used.Store(used)
+	c.m[v] = e
 	if customer != "" {
 		addIndex(c.byCustomer, customer, v)
 	}

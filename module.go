@@ -388,7 +388,7 @@ func (h *Handler) Validate() error {
 		u, err := url.Parse(h.supportURL)
 		if err != nil || !(u.Scheme == "https" || u.Scheme == "http") || u.Host == "" {
 			if err != nil || u.Scheme != "mailto" || u.Opaque == "" {
-				return fmt.Errorf("support_url %q must be an https:// URL or a mailto: address", h.SupportURL)
+				return fmt.Errorf("support_url %q must be an https:// (or http://) URL or a mailto: address", h.SupportURL)
 			}
 		}
 	}
