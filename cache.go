@@ -278,15 +278,22 @@ func (a *account) invalidate(customer string) bool {
 		e.used.Store(old.used.Load())
 		a.customers[customer] = e
 	} else {
-		if len(a.recent) >= 10_000 {
-			clear(a.recent)
-			a.recentFloor = epoch
-		}
-		a.recent[customer] = epoch
+		a.rememberInvalidation(customer, epoch)
 	}
 	a.mu.Unlock()
 	a.flights.Forget(customer)
 	return old != nil
+}
+
+// rememberInvalidation keeps the epoch of an invalidation of a customer this
+// node does not hold (any more), so that a read of theirs that began before
+// it is not stored as fresh. Called with mu held.
+func (a *account) rememberInvalidation(customer string, epoch uint64) {
+	if len(a.recent) >= 10_000 {
+		clear(a.recent)
+		a.recentFloor = max(a.recentFloor, epoch)
+	}
+	a.recent[customer] = max(a.recent[customer], epoch)
 }
 
 // makeRoom drops about one in a hundred entries, so that a full cache does
@@ -295,7 +302,15 @@ func (a *account) invalidate(customer string) bool {
 // is stored unmarked, so that a visitor who comes once and never again
 // goes before the subscribers who keep coming. Called with mu held.
 func (a *account) makeRoom() {
-	evictUnused(a.customers, max(1, a.max/100), func(k string) { delete(a.customers, k) })
+	evictUnused(a.customers, max(1, a.max/100), func(k string) {
+		// An entry a webhook invalidated takes its invalidation with
+		// it: a read that began before the webhook must still not be
+		// stored as fresh.
+		if e := a.customers[k]; e.invalidated > 0 {
+			a.rememberInvalidation(k, e.invalidated)
+		}
+		delete(a.customers, k)
+	})
 }
 
 func (a *account) intern(s string) string {

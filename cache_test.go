@@ -37,3 +37,23 @@ func TestAnUnknownCustomersReadDuringAnInvalidationIsStale(t *testing.T) {
 		t.Error("invalidating a held customer did not mark it stale")
 	}
 }
+
+// An entry a webhook invalidated, then evicted to make room, takes its
+// invalidation with it: a read that began before the webhook is stored
+// stale, and read again on the next request.
+func TestAnEvictedInvalidationStillMakesAnOlderReadStale(t *testing.T) {
+	a := newAccount(1)
+	a.store("cus_X", []subscriptionState{{Status: "active"}}, 1, a.epoch.Load())
+	start := a.epoch.Load() // a read of cus_X begins
+	a.invalidate("cus_X")   // a webhook: cus_X cancelled
+	a.mu.Lock()
+	a.makeRoom() // a burst of visitors evicts cus_X
+	a.mu.Unlock()
+	if a.get("cus_X") != nil {
+		t.Fatal("cus_X was not evicted")
+	}
+	a.store("cus_X", []subscriptionState{{Status: "active"}}, 2, start) // the old read lands
+	if e := a.get("cus_X"); e == nil || !e.stale {
+		t.Fatalf("a read that began before the evicted invalidation was stored as fresh: %+v", e)
+	}
+}
