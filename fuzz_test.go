@@ -191,7 +191,7 @@ func FuzzSafeReturn(f *testing.F) {
 }
 
 // FuzzSigninToken: a sign-in token opens only as what signinToken sealed,
-// its customer and expiry; nothing else opens, and nothing panics.
+// its customer, address and expiry; nothing else opens, and nothing panics.
 func FuzzSigninToken(f *testing.F) {
 	j, _ := fuzzJar(f)
 	aead, err := j.signinAEAD()
@@ -200,7 +200,7 @@ func FuzzSigninToken(f *testing.F) {
 	}
 	h := &Handler{cookies: j}
 	exp := fuzzNow.Add(15 * time.Minute)
-	good, err := h.signinToken("cus_Abc123", exp)
+	good, err := h.signinToken("cus_Abc123", "reader@example.com", exp)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -208,17 +208,17 @@ func FuzzSigninToken(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, token string) {
-		customer, expires, id, ok := openSigninToken(aead, token)
+		link, ok := openSigninToken(aead, token)
 		if !ok {
-			if customer != "" || id != "" {
-				t.Fatalf("refused token %q gave customer %q id %q", token, customer, id)
+			if link != (signinLink{}) {
+				t.Fatalf("refused token %q gave %+v", token, link)
 			}
 			return
 		}
 		// Only tokens sealed for cus_Abc123 exist (each fuzz worker seals
 		// its own, under the same key).
-		if customer != "cus_Abc123" || !expires.Equal(exp.Truncate(time.Second)) || len(id) != signinNonceSize {
-			t.Fatalf("token opened as %q %v %d", customer, expires, len(id))
+		if link.customer != "cus_Abc123" || link.email != "reader@example.com" || !link.expires.Equal(exp.Truncate(time.Second)) || len(link.id) != signinNonceSize {
+			t.Fatalf("token opened as %+v", link)
 		}
 	})
 }

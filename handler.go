@@ -25,6 +25,7 @@ type denial struct {
 	RetryAfter  int    // seconds; set with 503 and 429
 	SigninURL   string // a path on this site that mails a sign-in link; set when offered
 	Token       string // the sign-in link being confirmed
+	signinEmail string // and the address it was mailed to, masked
 	notice      bool   // a refusal of an endpoint: always the built-in page
 	account     bool   // the site's login says who the visitor is
 	signinTTL   time.Duration

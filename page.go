@@ -47,6 +47,8 @@ import (
 //	             and this browser's visitor is not known
 //	Token        on the page that confirms a sign-in link: the link's
 //	             token, which its button posts to SigninURL
+//	SigninEmail  and the address the link was mailed to, masked
+//	             (a•••@example.com): whose account the link opens
 //	Account      true when the site's own login says who the visitor is
 //	             (identity <placeholder>): the words speak of an account,
 //	             not of this browser
@@ -76,6 +78,7 @@ type PageData struct {
 	RetryAfter  int
 	SigninURL   string
 	Token       string
+	SigninEmail string
 	Account     bool
 	Notice      bool
 	T           map[string]string
@@ -336,6 +339,7 @@ func newPageData(d denial, lang, supportURL string) PageData {
 		Detail:      detail,
 		SigninURL:   d.SigninURL,
 		Token:       d.Token,
+		SigninEmail: d.signinEmail,
 		Account:     d.account,
 		CheckoutURL: d.CheckoutURL,
 		PortalURL:   d.PortalURL,

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 )
@@ -245,7 +246,7 @@ func (h *Handler) mailSigninLink(email, base, ret, lang string) {
 		h.logger.Debug("sign-in asked for an address with no subscriber", zap.String("email", email))
 		return
 	}
-	token, err := h.signinToken(customer, t.Add(s.ttl))
+	token, err := h.signinToken(customer, email, t.Add(s.ttl))
 	if err != nil {
 		signinEvents.WithLabelValues("mail_failed").Inc()
 		h.logSigninFailure("cannot make a sign-in link", err)
@@ -280,10 +281,20 @@ func (h *Handler) logSigninFailure(msg string, err error) {
 
 // confirmSigninLink shows the page whose button uses a link.
 func (h *Handler) confirmSigninLink(w http.ResponseWriter, r *http.Request, token, ret string) error {
-	if _, reason := h.checkSigninLink(token, now(), false); reason != "" {
+	link, reason := h.checkSigninLink(token, now(), false)
+	if reason != "" {
 		return h.refuseSigninLink(w, r, reason, ret)
 	}
-	return h.signinPage(w, r, http.StatusOK, reasonSigninConfirm, ret, token)
+	return h.writeDenial(w, r, denial{
+		Status:      http.StatusOK,
+		Reason:      reasonSigninConfirm,
+		ReturnPath:  ret,
+		SigninURL:   h.prefix + "/signin",
+		Token:       token,
+		signinEmail: maskEmail(link.email),
+		signinTTL:   h.signin.ttl,
+		notice:      true,
+	})
 }
 
 // useSigninLink signs the browser in as the link's customer, once.
@@ -294,10 +305,11 @@ func (h *Handler) useSigninLink(w http.ResponseWriter, r *http.Request, token, r
 		return h.confirmSigninLink(w, r, token, ret)
 	}
 	t := now()
-	customer, reason := h.checkSigninLink(token, t, false)
+	link, reason := h.checkSigninLink(token, t, false)
 	if reason != "" {
 		return h.refuseSigninLink(w, r, reason, ret)
 	}
+	customer := link.customer
 	// The cookie first: a key that cannot be loaded must not use the
 	// link up.
 	cookie, err := h.cookies.issue(r, customer)
@@ -326,29 +338,33 @@ func (h *Handler) refuseSigninLink(w http.ResponseWriter, r *http.Request, reaso
 
 // checkSigninLink opens a link's token at t; with use, it also marks it
 // used. reason is "" for a link that works.
-func (h *Handler) checkSigninLink(token string, t time.Time, use bool) (customer, reason string) {
-	customer, expires, id, ok := h.openSigninToken(token)
+func (h *Handler) checkSigninLink(token string, t time.Time, use bool) (link signinLink, reason string) {
+	link, ok := h.openSigninToken(token)
 	switch {
 	case !ok:
-		return "", reasonSigninLinkInvalid
-	case !t.Before(expires):
-		return "", reasonSigninLinkExpired
+		return signinLink{}, reasonSigninLinkInvalid
+	case !t.Before(link.expires):
+		return signinLink{}, reasonSigninLinkExpired
 	case !use:
-		if h.account.usedSignins.used(id, t.UnixNano()) {
-			return "", reasonSigninLinkUsed
+		if h.account.usedSignins.used(link.id, t.UnixNano()) {
+			return signinLink{}, reasonSigninLinkUsed
 		}
-	case !h.account.usedSignins.use(id, t.UnixNano(), expires.UnixNano()):
-		return "", reasonSigninLinkUsed
+	case !h.account.usedSignins.use(link.id, t.UnixNano(), link.expires.UnixNano()):
+		return signinLink{}, reasonSigninLinkUsed
 	}
-	return customer, ""
+	return link, ""
 }
 
-// A sign-in token is the customer and the link's expiry, sealed with
+// A sign-in token is the customer, the address the link was mailed to and
+// the link's expiry, sealed with
 // AES-256-GCM under a key derived from the cookie key, so that the link
 // neither shows the customer ID to whoever sees the URL (mail logs, access
 // logs) nor can be made without the key:
 //
-//	base64url( nonce[12] | seal( expiry unix seconds [8] | customer ) )
+//	base64url( nonce[12] | seal( expiry unix seconds [8] | customer | 0 | email ) )
+//
+// The page that confirms a link shows the address, masked, so that a
+// visitor sent someone else's link sees whose account it opens.
 //
 // The random nonce is also the link's ID, by which a used link is
 // remembered until it expires.
@@ -376,49 +392,69 @@ func (j *cookieJar) signinAEAD() (cipher.AEAD, error) {
 	return j.signinCipher, nil
 }
 
-func (h *Handler) signinToken(customer string, expires time.Time) (string, error) {
+func (h *Handler) signinToken(customer, email string, expires time.Time) (string, error) {
 	aead, err := h.cookies.signinAEAD()
 	if err != nil {
 		return "", err
 	}
-	nonce := make([]byte, signinNonceSize, signinNonceSize+8+len(customer)+aead.Overhead())
+	nonce := make([]byte, signinNonceSize, signinNonceSize+8+len(customer)+1+len(email)+aead.Overhead())
 	if _, err := rand.Read(nonce); err != nil {
 		return "", err
 	}
-	plain := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(customer)), uint64(expires.Unix()))
+	plain := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(customer)+1+len(email)), uint64(expires.Unix()))
 	plain = append(plain, customer...)
+	plain = append(plain, 0)
+	plain = append(plain, email...)
 	return base64.RawURLEncoding.EncodeToString(aead.Seal(nonce, nonce, plain, []byte("signin"))), nil
 }
 
 // openSigninToken reads a token made by signinToken; ok is false for
 // anything else.
-func (h *Handler) openSigninToken(token string) (customer string, expires time.Time, id string, ok bool) {
+func (h *Handler) openSigninToken(token string) (link signinLink, ok bool) {
 	aead, err := h.cookies.signinAEAD()
 	if err != nil {
-		return "", time.Time{}, "", false
+		return signinLink{}, false
 	}
 	return openSigninToken(aead, token)
 }
 
-func openSigninToken(aead cipher.AEAD, token string) (customer string, expires time.Time, id string, ok bool) {
-	if len(token) > 512 {
-		return "", time.Time{}, "", false
+// signinLink is what a sign-in token holds.
+type signinLink struct {
+	customer, email string
+	expires         time.Time
+	id              string // the nonce: the link's ID for single use
+}
+
+func openSigninToken(aead cipher.AEAD, token string) (signinLink, bool) {
+	if len(token) > 1024 {
+		return signinLink{}, false
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(token)
 	// The decoder skips \r and \n: one token has one spelling.
 	if err != nil || len(raw) < signinNonceSize+aead.Overhead()+8 || base64.RawURLEncoding.EncodeToString(raw) != token {
-		return "", time.Time{}, "", false
+		return signinLink{}, false
 	}
 	nonce := raw[:signinNonceSize]
 	plain, err := aead.Open(nil, nonce, raw[signinNonceSize:], []byte("signin"))
 	if err != nil || len(plain) < 8 {
-		return "", time.Time{}, "", false
+		return signinLink{}, false
 	}
-	customer = string(plain[8:])
-	if !validCustomerID(customer) {
-		return "", time.Time{}, "", false
+	customer, email, found := strings.Cut(string(plain[8:]), "\x00")
+	if !found || !validCustomerID(customer) {
+		return signinLink{}, false
 	}
-	return customer, time.Unix(int64(binary.BigEndian.Uint64(plain[:8])), 0), string(nonce), true
+	return signinLink{customer: customer, email: email, expires: time.Unix(int64(binary.BigEndian.Uint64(plain[:8])), 0), id: string(nonce)}, true
+}
+
+// maskEmail shows an address as its first character, dots and its domain:
+// enough for its owner to recognise it, little for whoever looks on.
+func maskEmail(email string) string {
+	local, domain, ok := strings.Cut(email, "@")
+	if !ok || local == "" {
+		return ""
+	}
+	first, _ := utf8.DecodeRuneInString(local)
+	return string(first) + "•••@" + domain
 }
 
 // parseEmail accepts one plain address, as a visitor types it, trimmed.

@@ -164,6 +164,9 @@ func TestSigninMailsASubscriberALinkThatWorksOnceInAnyBrowser(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || !strings.Contains(bodyOf(resp), `id="signin-confirm"`) || len(resp.Cookies()) != 0 {
 			t.Fatalf("GET %d of the link: %d cookies %v\n%s", i, resp.StatusCode, resp.Cookies(), bodyOf(resp))
 		}
+		if !strings.Contains(bodyOf(resp), "r•••@example.com") || strings.Contains(bodyOf(resp), "reader@example.com") {
+			t.Errorf("the confirm page should name whose account, masked:\n%s", bodyOf(resp))
+		}
 	}
 	if resp := w.get(phone, link, "Accept", "application/json"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET of the link as JSON: %d", resp.StatusCode)
@@ -415,17 +418,25 @@ func TestSigninFormPageAndBadAddresses(t *testing.T) {
 func TestSigninTokenRoundTrip(t *testing.T) {
 	w, _ := signinWorld(t)
 	exp := now().Add(time.Minute).Truncate(time.Second)
-	tok, err := w.h.signinToken("cus_123", exp)
+	tok, err := w.h.signinToken("cus_123", "ann@example.com", exp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cus, got, id, ok := w.h.openSigninToken(tok)
-	if !ok || cus != "cus_123" || !got.Equal(exp) || len(id) != signinNonceSize {
-		t.Fatalf("open: %v %q %v %d", ok, cus, got, len(id))
+	link, ok := w.h.openSigninToken(tok)
+	if !ok || link.customer != "cus_123" || link.email != "ann@example.com" || !link.expires.Equal(exp) || len(link.id) != signinNonceSize {
+		t.Fatalf("open: %v %+v", ok, link)
 	}
-	tok2, _ := w.h.signinToken("cus_123", exp)
+	tok2, _ := w.h.signinToken("cus_123", "ann@example.com", exp)
 	if tok2 == tok {
 		t.Error("two tokens for one customer are the same")
+	}
+	if strings.Contains(tok, "ann") {
+		t.Error("the token shows the address")
+	}
+	for in, want := range map[string]string{"ann@example.com": "a•••@example.com", "Ünal@example.com": "Ü•••@example.com", "x": "", "@example.com": ""} {
+		if got := maskEmail(in); got != want {
+			t.Errorf("maskEmail(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 

@@ -36,6 +36,7 @@ func init() {
 		"signin_button":  "Email me a sign-in link",
 		"signin_note":    "We will send a link that signs you in on this device. It works once, for {minutes} minutes.",
 		"signin_confirm": "Sign in",
+		"signin_as":      "This link opens the subscription of",
 		"status_429":     "Too many requests",
 		"status_500":     "Server error",
 		"status_503":     "Service unavailable",

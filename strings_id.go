@@ -34,6 +34,7 @@ func init() {
 		"signin_button":  "Kirimi saya tautan masuk",
 		"signin_note":    "Kami akan mengirim tautan untuk masuk di perangkat ini. Tautan berlaku satu kali, selama {minutes} menit.",
 		"signin_confirm": "Masuk",
+		"signin_as":      "Tautan ini membuka langganan milik",
 		"status_429":     "Terlalu banyak permintaan",
 		"status_500":     "Kesalahan server",
 		"status_503":     "Layanan tidak tersedia",
