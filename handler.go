@@ -44,18 +44,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 func (h *Handler) gate(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	t := now()
-	// who, with the cookie's case written out: the call costs the hot
-	// path a copy of the identity.
-	var v visitor
-	var err error
-	if h.login == nil {
-		var known bool
-		if v.identity, known, err = h.cookies.identify(r, t.Unix()); !known {
-			v.identity = identity{}
-		}
-	} else {
-		v, err = h.whoByLogin(r, repl, t)
-	}
+	v, err := h.who(r, repl, t)
 	if err != nil {
 		return h.refuse(w, r, next, repl, visitor{}, http.StatusServiceUnavailable, reasonUnavailable)
 	}

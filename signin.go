@@ -128,20 +128,25 @@ func (h *Handler) serveSignin(w http.ResponseWriter, r *http.Request) error {
 	case token != "":
 		return h.confirmSigninLink(w, r, token, ret)
 	}
-	return h.signinPage(w, r, http.StatusOK, reasonSignin, ret, "")
+	return h.signinPage(w, r, http.StatusOK, reasonSignin, ret)
 }
 
 // signinPage answers one of the sign-in pages.
-func (h *Handler) signinPage(w http.ResponseWriter, r *http.Request, status int, reason, ret, token string) error {
-	return h.writeDenial(w, r, denial{
+func (h *Handler) signinPage(w http.ResponseWriter, r *http.Request, status int, reason, ret string) error {
+	return h.writeDenial(w, r, h.signinDenial(status, reason, ret))
+}
+
+// signinDenial is what every sign-in page shows: the form's address and how
+// long a link lasts.
+func (h *Handler) signinDenial(status int, reason, ret string) denial {
+	return denial{
 		Status:     status,
 		Reason:     reason,
 		ReturnPath: ret,
 		SigninURL:  h.prefix + "/signin",
-		Token:      token,
 		signinTTL:  h.signin.ttl,
 		notice:     true,
-	})
+	}
 }
 
 // askSigninLink answers a request for a link at once, the same way for
@@ -150,7 +155,7 @@ func (h *Handler) signinPage(w http.ResponseWriter, r *http.Request, status int,
 func (h *Handler) askSigninLink(w http.ResponseWriter, r *http.Request, ret string) error {
 	email, ok := parseEmail(r.PostFormValue("email"))
 	if !ok {
-		return h.signinPage(w, r, http.StatusBadRequest, reasonSigninEmailInvalid, ret, "")
+		return h.signinPage(w, r, http.StatusBadRequest, reasonSigninEmailInvalid, ret)
 	}
 	signinEvents.WithLabelValues("requested").Inc()
 	t := now().UnixNano()
@@ -170,7 +175,7 @@ func (h *Handler) askSigninLink(w http.ResponseWriter, r *http.Request, ret stri
 		h.account.reads.Add(1)
 		go h.mailSigninLink(email, base, ret, lang)
 	}
-	return h.signinPage(w, r, http.StatusAccepted, reasonSigninSent, ret, "")
+	return h.signinPage(w, r, http.StatusAccepted, reasonSigninSent, ret)
 }
 
 // signinOrigin is the address of the links mailed: public_url, or else a
@@ -285,16 +290,9 @@ func (h *Handler) confirmSigninLink(w http.ResponseWriter, r *http.Request, toke
 	if reason != "" {
 		return h.refuseSigninLink(w, r, reason, ret)
 	}
-	return h.writeDenial(w, r, denial{
-		Status:      http.StatusOK,
-		Reason:      reasonSigninConfirm,
-		ReturnPath:  ret,
-		SigninURL:   h.prefix + "/signin",
-		Token:       token,
-		signinEmail: maskEmail(link.email),
-		signinTTL:   h.signin.ttl,
-		notice:      true,
-	})
+	d := h.signinDenial(http.StatusOK, reasonSigninConfirm, ret)
+	d.Token, d.signinEmail = token, maskEmail(link.email)
+	return h.writeDenial(w, r, d)
 }
 
 // useSigninLink signs the browser in as the link's customer, once.
@@ -333,7 +331,7 @@ func (h *Handler) refuseSigninLink(w http.ResponseWriter, r *http.Request, reaso
 	if reason == reasonSigninLinkInvalid {
 		status = http.StatusBadRequest
 	}
-	return h.signinPage(w, r, status, reason, ret, "")
+	return h.signinPage(w, r, status, reason, ret)
 }
 
 // checkSigninLink opens a link's token at t; with use, it also marks it
