@@ -16,9 +16,6 @@ import (
 // the status, the placeholders' facts and the paywall's headers.
 func TestEndToEndRefusalsThroughHandleErrors(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("runs caddy")
-	}
 	root, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
@@ -36,11 +33,7 @@ func TestEndToEndRefusalsThroughHandleErrors(t *testing.T) {
 	for strings.HasPrefix(config, "#") || strings.HasPrefix(config, "\n") {
 		_, config, _ = strings.Cut(config, "\n")
 	}
-	fake := stripefake.New(stripefake.Options{Logf: t.Logf})
-	if err := fake.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Close)
+	fake := e2eFake(t)
 	inst := caddyrun.Start(t, config, map[string]string{
 		"STRIPE_SECRET_KEY": "sk_test_e2e" + e2eRandomHex(t),
 		"PAYWALL_PRICE":     stripefake.DefaultPrice.ID,

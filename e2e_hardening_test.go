@@ -17,6 +17,14 @@ import (
 // secrets in the environment as operators are told to keep them.
 func e2eStart(t *testing.T, caddyfile string, env map[string]string) (*caddyrun.Instance, *stripefake.Server) {
 	t.Helper()
+	fake := e2eFake(t)
+	return e2eCaddy(t, fake, caddyfile, env), fake
+}
+
+// e2eFake starts a fake Stripe on loopback for one test, which it skips
+// with -short.
+func e2eFake(t *testing.T) *stripefake.Server {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("runs caddy")
 	}
@@ -25,6 +33,13 @@ func e2eStart(t *testing.T, caddyfile string, env map[string]string) (*caddyrun.
 		t.Fatal(err)
 	}
 	t.Cleanup(fake.Close)
+	return fake
+}
+
+// e2eCaddy runs Caddy with caddyfile against fake: E2E_STRIPE_SECRET_KEY
+// and E2E_API_URL in its environment, with env's.
+func e2eCaddy(t *testing.T, fake *stripefake.Server, caddyfile string, env map[string]string) *caddyrun.Instance {
+	t.Helper()
 	all := map[string]string{
 		"E2E_STRIPE_SECRET_KEY": "sk_test_e2e" + e2eRandomHex(t),
 		"E2E_API_URL":           fake.URL(),
@@ -32,7 +47,7 @@ func e2eStart(t *testing.T, caddyfile string, env map[string]string) (*caddyrun.
 	for k, v := range env {
 		all[k] = v
 	}
-	return caddyrun.Start(t, caddyfile, all), fake
+	return caddyrun.Start(t, caddyfile, all)
 }
 
 // e2eSubscribe takes browser c through checkout and payment on site.

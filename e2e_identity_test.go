@@ -18,36 +18,18 @@ import (
 // of the paywall (basic_auth, forward_auth) and the identity modes that map
 // that login to a Stripe customer, against the Stripe fake on loopback.
 
-// identFake starts a Stripe fake for one test.
-func identFake(t *testing.T) *stripefake.Server {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("runs caddy")
-	}
-	fake := stripefake.New(stripefake.Options{Logf: t.Logf})
-	if err := fake.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Close)
-	return fake
-}
-
 // identStart runs Caddy with caddyfile against a fake that the test has
-// already filled, the secrets in the environment. With webhooks, the
-// fake delivers its events to the site's /paywall/webhook, and every
+// already filled (e2eFake), the secrets in the environment. With webhooks,
+// the fake delivers its events to the site's /paywall/webhook, and every
 // delivery has arrived before Caddy stops.
 func identStart(t *testing.T, fake *stripefake.Server, caddyfile string, env map[string]string, webhooks bool) *caddyrun.Instance {
 	t.Helper()
 	secret := stripefake.NewWebhookSecret()
-	all := map[string]string{
-		"E2E_STRIPE_SECRET_KEY":     "sk_test_e2e" + e2eRandomHex(t),
-		"E2E_STRIPE_WEBHOOK_SECRET": secret,
-		"E2E_API_URL":               fake.URL(),
-	}
+	all := map[string]string{"E2E_STRIPE_WEBHOOK_SECRET": secret}
 	for k, v := range env {
 		all[k] = v
 	}
-	inst := caddyrun.Start(t, caddyfile, all)
+	inst := e2eCaddy(t, fake, caddyfile, all)
 	if webhooks {
 		fake.AddWebhookEndpoint(inst.URL()+"/paywall/webhook", secret)
 		// Cleanups run last-in first-out: deliveries finish while Caddy runs.
@@ -224,7 +206,7 @@ func identBasicAuthSite(users map[string]string, identity string, extra string) 
 // let in without any paywall cookie, from the cache while cache_ttl runs.
 func TestEndToEndIdentityBasicAuthEmail(t *testing.T) {
 	t.Parallel()
-	fake := identFake(t)
+	fake := e2eFake(t)
 	const pw = "correct horse"
 	hash := identHash(t, pw)
 	// Cy paid before, elsewhere: a customer with his email and an active
@@ -351,7 +333,7 @@ func TestEndToEndIdentityForwardAuth(t *testing.T) {
 `
 
 	t.Run("covered: the login covers the pages and the endpoints", func(t *testing.T) {
-		fake := identFake(t)
+		fake := e2eFake(t)
 		site := identStart(t, fake, `http://127.0.0.1:{{.HTTPPort}} {
 	@members not path /paywall/webhook
 	forward_auth @members {$E2E_AUTH} {
@@ -420,7 +402,7 @@ func TestEndToEndIdentityForwardAuth(t *testing.T) {
 	})
 
 	t.Run("uncovered: forward_auth guards only /premium/*", func(t *testing.T) {
-		fake := identFake(t)
+		fake := e2eFake(t)
 		// Ann pays already, so there is something to steal.
 		cus := fake.CreateCustomer("ann@example.com")
 		fake.CreateSubscription(cus, stripefake.DefaultPrice.ID, "active")
@@ -468,7 +450,7 @@ func TestEndToEndIdentityForwardAuth(t *testing.T) {
 // subscribes as themselves.
 func TestEndToEndIdentityCustomerID(t *testing.T) {
 	t.Parallel()
-	fake := identFake(t)
+	fake := e2eFake(t)
 	const pw = "correct horse"
 	hash := identHash(t, pw)
 	paying := fake.CreateCustomer("paying@example.com")
@@ -511,7 +493,7 @@ func TestEndToEndIdentityCustomerID(t *testing.T) {
 // never this login's, so the payer would be charged and still refused.
 func TestEndToEndIdentityCustomerIDThatIsNone(t *testing.T) {
 	t.Parallel()
-	fake := identFake(t)
+	fake := e2eFake(t)
 	const pw = "correct horse"
 	hash := identHash(t, pw)
 	const gone = "cus_NoSuchCustomer0000"
@@ -554,7 +536,7 @@ func TestEndToEndIdentityCustomerIDThatIsNone(t *testing.T) {
 // let in at once although Stripe's search lags a minute; olaf, whose
 // customer the operator made, is found through search.
 func metadataJourney(t *testing.T, webhooks bool) {
-	fake := identFake(t)
+	fake := e2eFake(t)
 	const pw = "correct horse"
 	hash := identHash(t, pw)
 	extra := ""

@@ -1,13 +1,10 @@
 package paywall
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	"github.com/caddy-paywall/paywall/internal/stripefake"
-	"github.com/caddyserver/caddy/v2"
-	"go.uber.org/zap"
 )
 
 // TestReloadsLeaveNoConnections: a config reload provisions the new handler
@@ -24,7 +21,7 @@ func TestReloadsLeaveNoConnections(t *testing.T) {
 
 	var old *Handler
 	for i := range reloads {
-		h := provisionReloaded(t, fake.URL())
+		h := provisionHandler(t, fake.URL())
 		// A customer of its own, so that the shared cache does not
 		// answer for the new handler: it calls Stripe.
 		cus := fake.CreateCustomer("")
@@ -67,26 +64,4 @@ wait:
 		t.Fatalf("after %d reloads, %d connections stay open to Stripe, want at most %d", reloads, open, most)
 	}
 	t.Logf("after %d reloads, %d connection(s) open to Stripe", reloads, open)
-}
-
-// provisionReloaded provisions a handler as a config reload does; the test
-// cleans it up itself (provisionTestHandler's Cleanup would do it twice).
-func provisionReloaded(t *testing.T, apiURL string) *Handler {
-	t.Helper()
-	h := &Handler{
-		SecretKey:     "{env.PAYWALL_TEST_SECRET_KEY}",
-		Prices:        []string{testPrice},
-		WebhookSecret: "{env.PAYWALL_TEST_WEBHOOK_SECRET}",
-		CookieSecret:  "{env.PAYWALL_TEST_COOKIE_SECRET}",
-		APIURL:        apiURL,
-		StripeTimeout: caddy.Duration(2 * time.Second),
-	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	if err := h.Provision(ctx); err != nil {
-		t.Fatalf("Provision: %v", err)
-	}
-	h.logger = zap.NewNop()
-	h.cookies.logger = h.logger
-	return h
 }

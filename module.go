@@ -303,7 +303,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 	h.soldPrice = new(atomic.Pointer[string])
 	h.originWarned = new(atomic.Bool)
-	h.stripe = newStripeClient(h.secretKey, h.apiURL, time.Duration(h.StripeTimeout), h.logger)
+	h.stripe = newStripeClient(h.secretKey, h.apiURL, time.Duration(h.StripeTimeout))
 
 	// One cache per Stripe account, shared by every handler of that account
 	// and kept across config reloads.

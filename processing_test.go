@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/stripe/stripe-go/v76"
-	"go.uber.org/zap"
 
 	"github.com/caddy-paywall/paywall/internal/stripefake"
 )
@@ -151,7 +150,7 @@ func TestFirstPaymentLookupAgainstStripeMock(t *testing.T) {
 	}))
 	t.Cleanup(recorder.Close)
 
-	c := newStripeClient(stripeMockKey, recorder.URL, 10*time.Second, zap.NewNop())
+	c := newStripeClient(stripeMockKey, recorder.URL, 10*time.Second)
 	if _, err := c.subscriptions(context.Background(), "cus_stripemock"); err != nil {
 		t.Fatalf("subscriptions: %v", err)
 	}

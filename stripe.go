@@ -16,7 +16,6 @@ import (
 	"github.com/stripe/stripe-go/v76/invoice"
 	"github.com/stripe/stripe-go/v76/product"
 	"github.com/stripe/stripe-go/v76/subscription"
-	"go.uber.org/zap"
 )
 
 // stripeAPI is everything the paywall asks of Stripe. The tests fake it at
@@ -113,19 +112,18 @@ type stripeClient struct {
 	customers customer.Client
 	invoices  invoice.Client
 	timeout   time.Duration
-	logger    *zap.Logger
 	transport *http.Transport
 }
 
 // newStripeClient makes a handler's client, with a transport of its own
 // that the handler's Cleanup closes (see close). Each config reload makes
 // one. Sharing one client per account across reloads, in the accounts pool,
-// would keep the connections warm, but the client holds things of one
-// config (the logger, which a reload may replace and close) and would need
-// a pool key of everything it depends on (key, api_url, stripe_timeout):
-// closing the idle connections of the handler that goes is simpler, and a
-// reload costs at most one new connection.
-func newStripeClient(key, apiURL string, timeout time.Duration, logger *zap.Logger) *stripeClient {
+// would keep the connections warm, but would need a pool key of everything
+// it depends on (key, api_url, stripe_timeout): closing the idle
+// connections of the handler that goes is simpler, and a reload costs at
+// most one new connection. The client logs nothing: its errors say what
+// failed (stripeError), and the caller logs them where it handles them.
+func newStripeClient(key, apiURL string, timeout time.Duration) *stripeClient {
 	transport := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
@@ -156,7 +154,6 @@ func newStripeClient(key, apiURL string, timeout time.Duration, logger *zap.Logg
 		customers: customer.Client{B: b, Key: key},
 		invoices:  invoice.Client{B: b, Key: key},
 		timeout:   timeout,
-		logger:    logger,
 		transport: transport,
 	}
 }

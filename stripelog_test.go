@@ -2,12 +2,16 @@ package paywall
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/stripe/stripe-go/v76"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -22,9 +26,6 @@ func TestAFailedStripeCallIsLoggedOnce(t *testing.T) {
 	w := newWorld(t)
 	core, logs := observer.New(zap.DebugLevel)
 	w.h.logger = zap.New(core)
-	if sc, ok := w.h.stripe.(*stripeClient); ok {
-		sc.logger = w.h.logger
-	}
 	var browsers []*http.Client
 	for i := 0; i < 8; i++ { // 8 × outageBackoff: within one minute
 		_, _, c := w.subscriber("active")
@@ -68,5 +69,21 @@ func TestARefusedStripeRequestIsLoggedWithTheRequestID(t *testing.T) {
 	err := w.h.ServeHTTP(httptest.NewRecorder(), r, nil)
 	if err == nil || !strings.Contains(err.Error(), "stripe answered 400") || !strings.Contains(err.Error(), "request ") {
 		t.Errorf("the 502's error: %v", err)
+	}
+}
+
+// A Stripe error's text never carries Stripe's message, which can quote part
+// of the key ("Invalid API Key provided: sk_test_****1234"), nor the URL of
+// a network error, which can carry a customer ID.
+func TestStripeErrorsNeverQuoteStripesMessage(t *testing.T) {
+	c := newStripeClient("sk_test_x", "", time.Second)
+	err := c.classify("list subscriptions", &stripe.Error{HTTPStatusCode: 401, Type: stripe.ErrorTypeInvalidRequest,
+		Msg: "Invalid API Key provided: sk_test_****1234", RequestID: "req_1"})
+	if strings.Contains(err.Error(), "1234") || !strings.Contains(err.Error(), "req_1") || !errors.Is(err, errStripeUnavailable) {
+		t.Errorf("401: %v", err)
+	}
+	err = c.classify("list subscriptions", &url.Error{Op: "Get", URL: "https://api.stripe.com/v1/subscriptions?customer=cus_Secret1", Err: errors.New("connection refused")})
+	if strings.Contains(err.Error(), "cus_Secret1") || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("network: %v", err)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/caddy-paywall/paywall/internal/stripefake"
-	"go.uber.org/zap"
 )
 
 // identityMockRequest is one request the stripeClient sent, as it left the
@@ -106,7 +105,7 @@ func TestStripeClientIdentityCallsAgainstStripeMock(t *testing.T) {
 		t.Skip("starts stripe-mock")
 	}
 	rec, base := newIdentityMockRecorder(t, startStripeMock(t))
-	c := newStripeClient(stripeMockKey, base, 10*time.Second, zap.NewNop())
+	c := newStripeClient(stripeMockKey, base, 10*time.Second)
 	ctx := context.Background()
 
 	t.Run("customersByEmail", func(t *testing.T) {
@@ -264,7 +263,7 @@ func TestSearchQuoteRoundTripsThroughTheFake(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(fake.Close)
-	c := newStripeClient("sk_test_roundtrip0123456789", fake.URL(), 10*time.Second, zap.NewNop())
+	c := newStripeClient("sk_test_roundtrip0123456789", fake.URL(), 10*time.Second)
 	ctx := context.Background()
 	values := []string{`plain`, `a'b`, `c\d`, `x' OR email:'y`, `z\'`, `\`}
 	made := map[string]string{}
