@@ -44,6 +44,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/caddy-paywall/paywall/internal/child"
 	"github.com/caddy-paywall/paywall/internal/stripefake"
 )
 
@@ -139,7 +140,7 @@ func run(o options) error {
 	}
 	defer fake.Close()
 
-	ports, err := freePorts(5)
+	ports, err := child.FreePorts(5)
 	if err != nil {
 		return err
 	}
@@ -543,25 +544,6 @@ func loadavg() string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " ")
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // fetch saves what a GET of u answers into file.

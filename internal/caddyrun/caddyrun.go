@@ -38,6 +38,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddy-paywall/paywall/internal/child"
 )
 
 // StartTimeout bounds how long Start waits for Caddy to answer.
@@ -57,7 +59,7 @@ type Instance struct {
 	ConfigFile string
 
 	cmd      *exec.Cmd
-	logs     *syncBuffer
+	logs     *child.Output
 	exited   chan struct{}
 	waitErr  error
 	stopOnce sync.Once
@@ -141,7 +143,7 @@ var errPortTaken = errors.New("a chosen port was taken before Caddy bound it")
 
 func start(t testing.TB, bin, caddyfile string, env map[string]string) (*Instance, error) {
 	dir := privateDir(t)
-	ports, err := freePorts(3)
+	ports, err := child.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +152,7 @@ func start(t testing.TB, bin, caddyfile string, env map[string]string) (*Instanc
 		HTTPSPort: ports[1],
 		AdminPort: ports[2],
 		Dir:       dir,
-		logs:      &syncBuffer{},
+		logs:      &child.Output{},
 		exited:    make(chan struct{}),
 	}
 	inst.ConfigFile, err = writeCaddyfile(dir, caddyfile, inst.HTTPPort, inst.HTTPSPort, inst.AdminPort)
@@ -260,7 +262,7 @@ func runCommand(t testing.TB, verb, caddyfile string, env map[string]string) (st
 	t.Helper()
 	bin := Binary(t)
 	dir := privateDir(t)
-	ports, err := freePorts(3)
+	ports, err := child.FreePorts(3)
 	if err != nil {
 		t.Fatalf("caddyrun: %v", err)
 	}
@@ -427,26 +429,6 @@ func quote(s string) string {
 	return s
 }
 
-// freePorts returns n distinct loopback ports that were free a moment ago.
-func freePorts(n int) ([]int, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 var (
 	buildOnce sync.Once
 	builtBin  string
@@ -558,23 +540,4 @@ func shortHash(s string) string {
 		h *= 16777619
 	}
 	return strconv.FormatUint(uint64(h), 36)
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a
-// process's stdout and stderr.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -29,6 +29,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddy-paywall/paywall/internal/child"
 )
 
 // version is the Mailpit that scripts/tools.sh installs.
@@ -47,7 +49,7 @@ type Server struct {
 	smtpAddr string
 	apiURL   string
 	client   *http.Client
-	output   syncBuffer // what every run of Mailpit wrote, for failures
+	output   child.Output // what every run of Mailpit wrote, for failures
 
 	mu   sync.Mutex
 	proc *process // nil while stopped
@@ -133,7 +135,7 @@ func Start(t testing.TB) *Server {
 	// try again with other ports.
 	began := time.Now()
 	for attempt := 1; ; attempt++ {
-		smtpAddr, httpAddr, err := freePorts()
+		smtpAddr, httpAddr, err := freeAddrs()
 		if err != nil {
 			t.Fatalf("mailpit: pick ports: %v", err)
 		}
@@ -272,20 +274,14 @@ func poll(deadline time.Time, stop <-chan struct{}, check func() bool) error {
 	}
 }
 
-// freePorts returns two loopback addresses on ports that were free a
-// moment ago. Both are held at once so that they differ.
-func freePorts() (string, string, error) {
-	a, err := net.Listen("tcp", "127.0.0.1:0")
+// freeAddrs returns two loopback addresses on ports that were free a
+// moment ago, and differ.
+func freeAddrs() (string, string, error) {
+	ports, err := child.FreePorts(2)
 	if err != nil {
 		return "", "", err
 	}
-	defer a.Close()
-	b, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", "", err
-	}
-	defer b.Close()
-	return a.Addr().String(), b.Addr().String(), nil
+	return "127.0.0.1:" + strconv.Itoa(ports[0]), "127.0.0.1:" + strconv.Itoa(ports[1]), nil
 }
 
 // SMTPAddr is the SMTP server's host:port.
@@ -526,28 +522,3 @@ var goBinDirs = sync.OnceValue(func() []string {
 	}
 	return dirs
 })
-
-// syncBuffer is a bytes.Buffer that Mailpit's output and the test can use
-// at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
