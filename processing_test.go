@@ -101,15 +101,15 @@ func TestAFirstPaymentTheBankRefusedIsAPaymentFailed(t *testing.T) {
 	}
 }
 
-// TestSubscriptionsExpandPinnedToAnAPIVersion: the subscriptions read
-// expands data.latest_invoice.payment_intent, which Stripe refuses from API
-// version 2025-03-31.basil on (Invoice.payment_intent was removed): every
-// read would fail, and every subscriber would get 503. stripe-go pins the
-// version it sends; an upgrade past it must change the expansion.
-func TestSubscriptionsExpandPinnedToAnAPIVersion(t *testing.T) {
+// TestInvoicePaymentIntentPinnedToAnAPIVersion: firstPaymentProcessing
+// expands an invoice's payment_intent, which Stripe removed in API version
+// 2025-03-31.basil: from there on the read fails, and every first payment
+// still on its way would read as payment_failed again. stripe-go pins the
+// version it sends; an upgrade past it must find the payment another way.
+func TestInvoicePaymentIntentPinnedToAnAPIVersion(t *testing.T) {
 	if stripe.APIVersion >= "2025-03-31" {
-		t.Fatalf("stripe-go now pins API version %s, without Invoice.payment_intent: in stripeClient.subscriptions, "+
-			"in stripeClient.firstPaymentProcessing, find a first payment that is processing another way (the invoice's payments)", stripe.APIVersion)
+		t.Fatalf("stripe-go now pins API version %s, without Invoice.payment_intent: in stripeClient.firstPaymentProcessing, "+
+			"find a first payment that is processing another way (the invoice's payments)", stripe.APIVersion)
 	}
 }
 

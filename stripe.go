@@ -223,7 +223,7 @@ func (c *stripeClient) subscriptions(ctx context.Context, customer string) ([]su
 // and the subscription counts as a failed payment, as it did before.
 // Invoice.payment_intent exists at the API version stripe-go v76 pins
 // (2023-10-16, sent with every request); from 2025-03-31.basil on it is
-// gone (see TestSubscriptionsExpandPinnedToAnAPIVersion).
+// gone (see TestInvoicePaymentIntentPinnedToAnAPIVersion).
 func (c *stripeClient) firstPaymentProcessing(ctx context.Context, invoiceID string) bool {
 	params := &stripe.InvoiceParams{}
 	params.Context = ctx
