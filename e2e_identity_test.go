@@ -38,6 +38,33 @@ func identStart(t *testing.T, fake *stripefake.Server, caddyfile string, env map
 	return inst
 }
 
+// identAnnPaysOnce takes ann, a login of email kind with no customer yet,
+// through checkout (her email filled in, no customer) and payment, and
+// checks that from then on the paywall knows her customer from the
+// checkout and has only to read her subscriptions: 21 requests within
+// cache_ttl make exactly one GET /v1/subscriptions and no other call. It
+// returns her customer.
+func identAnnPaysOnce(t *testing.T, fake *stripefake.Server, browser *http.Client, site string, ann func(*http.Request)) string {
+	t.Helper()
+	sess := identCheckout(t, fake, browser, site, ann)
+	if sess.CustomerEmail != "ann@example.com" || sess.Customer != "" {
+		t.Fatalf("session customer_email %q, customer %q; want ann@example.com and no customer", sess.CustomerEmail, sess.Customer)
+	}
+	identPay(t, fake, browser, site, sess, ann)
+	paid, _ := fake.Session(sess.ID)
+	if c, ok := fake.Customer(paid.Customer); !ok || c.Email != "ann@example.com" {
+		t.Fatalf("the checkout's customer %q is not ann's: %+v", paid.Customer, c)
+	}
+	fake.ResetCalls()
+	for i := 0; i < 21; i++ {
+		identLetIn(t, site, "ann after paying", ann)
+	}
+	if got := fake.CallCounts(); fake.Calls("GET /v1/subscriptions") != 1 || fake.Calls("") != 1 {
+		t.Errorf("21 requests of a payer the checkout made known: Stripe calls %v, want exactly one GET /v1/subscriptions", got)
+	}
+	return paid.Customer
+}
+
 // identHash is a bcrypt hash of password for basic_auth, made by the Caddy
 // under test, at the lowest cost so that each request checks it quickly.
 func identHash(t *testing.T, password string) string {
@@ -229,26 +256,7 @@ func TestEndToEndIdentityBasicAuthEmail(t *testing.T) {
 	identNoSignOut(t, site, ann)
 
 	browser := e2eBrowser(t)
-	sess := identCheckout(t, fake, browser, site, ann)
-	if sess.CustomerEmail != "ann@example.com" || sess.Customer != "" {
-		t.Fatalf("session customer_email %q, customer %q; want ann@example.com and no customer", sess.CustomerEmail, sess.Customer)
-	}
-	identPay(t, fake, browser, site, sess, ann)
-	paid, _ := fake.Session(sess.ID)
-	if c, ok := fake.Customer(paid.Customer); !ok || c.Email != "ann@example.com" {
-		t.Fatalf("the checkout's customer %q is not ann's: %+v", paid.Customer, c)
-	}
-
-	// From here the paywall knows ann's customer from her checkout, and
-	// has only to read her subscriptions: 21 requests within cache_ttl
-	// make exactly one GET /v1/subscriptions and no other call at all.
-	fake.ResetCalls()
-	for i := 0; i < 21; i++ {
-		identLetIn(t, site, "ann after paying", ann)
-	}
-	if got := fake.CallCounts(); fake.Calls("GET /v1/subscriptions") != 1 || fake.Calls("") != 1 {
-		t.Errorf("21 requests of a payer the checkout made known: Stripe calls %v, want exactly one GET /v1/subscriptions", got)
-	}
+	identAnnPaysOnce(t, fake, browser, site, ann)
 
 	// Cy was never seen: 21 requests within cache_ttl make exactly one
 	// GET /v1/customers (the email lookup) and one GET /v1/subscriptions.
@@ -352,22 +360,7 @@ func TestEndToEndIdentityForwardAuth(t *testing.T) {
 		identNoSignOut(t, site, ann)
 
 		browser := e2eBrowser(t)
-		sess := identCheckout(t, fake, browser, site, ann)
-		if sess.CustomerEmail != "ann@example.com" || sess.Customer != "" {
-			t.Fatalf("session customer_email %q, customer %q; want ann@example.com and no customer", sess.CustomerEmail, sess.Customer)
-		}
-		identPay(t, fake, browser, site, sess, ann)
-		annCustomer := ""
-		if paid, _ := fake.Session(sess.ID); paid.Customer != "" {
-			annCustomer = paid.Customer
-		}
-		fake.ResetCalls()
-		for i := 0; i < 21; i++ {
-			identLetIn(t, site, "ann after paying", ann)
-		}
-		if got := fake.CallCounts(); fake.Calls("GET /v1/subscriptions") != 1 || fake.Calls("") != 1 {
-			t.Errorf("21 requests of a payer the checkout made known: Stripe calls %v, want exactly one GET /v1/subscriptions", got)
-		}
+		annCustomer := identAnnPaysOnce(t, fake, browser, site, ann)
 
 		// Bob's session with ann's name in a header of his own: the auth
 		// service's answer replaces it, and bob is who he is.
