@@ -106,17 +106,20 @@ func entitledIndex(reason string) int {
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, id visitor, status int, reason string) error {
 	ret := r.URL.RequestURI()
 	d := denial{
-		Status:      status,
-		Reason:      reason,
-		CheckoutURL: h.prefix + "/checkout?return=" + url.QueryEscape(ret),
-		ReturnPath:  ret,
-		account:     h.login != nil,
+		Status:     status,
+		Reason:     reason,
+		ReturnPath: ret,
+		account:    h.login != nil,
 	}
-	if reason == reasonPaymentFailed {
+	switch reason {
+	case reasonPaymentProcessing:
+		// Nothing to pay, on the page, in the Link header or in a
+		// placeholder: the payment is on its way.
+	case reasonPaymentFailed:
 		d.PortalURL = h.prefix + "/portal?return=" + url.QueryEscape(ret)
-	}
-	if reason == reasonPaymentProcessing {
-		d.CheckoutURL = "" // nothing to pay: the payment is on its way
+		fallthrough
+	default:
+		d.CheckoutURL = h.prefix + "/checkout?return=" + url.QueryEscape(ret)
 	}
 	if id.customer != "" && h.login == nil {
 		d.LogoutURL = h.prefix + "/logout?return=" + url.QueryEscape(ret)

@@ -204,18 +204,15 @@ var pageReasons = []string{
 
 // writeDenial answers a refusal in the form the client asked for: a problem
 // document (RFC 9457) for API clients, an HTML page for everyone else, in
-// the visitor's language. A 402 points to checkout in a Link header, unless
-// a first payment is on its way (payment_processing); a 503 says when to
-// retry and offers no payment at all.
+// the visitor's language. A 402 points to its CheckoutURL, when it has one
+// (not with payment_processing: see refuse), in a Link header; a 503 says
+// when to retry and offers no payment at all.
 func (h *Handler) writeDenial(w http.ResponseWriter, r *http.Request, d denial) error {
 	if d.Status == 0 {
 		d.Status = http.StatusPaymentRequired
 	}
 	if d.Status == http.StatusServiceUnavailable && d.RetryAfter <= 0 {
 		d.RetryAfter = defaultRetryAfter
-	}
-	if d.Reason == reasonPaymentProcessing {
-		d.CheckoutURL = "" // nor a Link to pay: a payment is on its way
 	}
 	lang := negotiateLanguage(r.Header.Values("Accept-Language"))
 	asJSON := wantsProblemJSON(r.Header.Values("Accept"))
@@ -350,7 +347,7 @@ func newPageData(d denial, lang, supportURL string) PageData {
 		Notice:      d.notice,
 		T:           strs,
 	}
-	if d.Status == http.StatusServiceUnavailable || d.Reason == reasonPaymentProcessing {
+	if d.Status == http.StatusServiceUnavailable {
 		data.CheckoutURL = ""
 	}
 	return data

@@ -52,6 +52,8 @@ func denialFor(reason string) denial {
 		d.LogoutURL = ""
 	case reasonPaymentFailed:
 		d.PortalURL = "/paywall/portal?return=" + url.QueryEscape(ret)
+	case reasonPaymentProcessing:
+		d.CheckoutURL = ""
 	case reasonUnavailable:
 		d.Status = http.StatusServiceUnavailable
 		d.RetryAfter = 30
