@@ -1,6 +1,7 @@
 # Build and test the paywall plugin.
 #
-#   make tools   install stripe-mock, xcaddy, Mailpit, staticcheck, chromium, wrk
+#   make tools   install stripe-mock, xcaddy, Mailpit, staticcheck, chromium, wrk,
+#                redis-server
 #                (only what is missing)
 #   make caddy   build bin/caddy with the plugin, the operator's way (xcaddy)
 #   make test    everything CI checks: gofmt, go vet, staticcheck, go test -race,
@@ -40,10 +41,10 @@ FUZZ_TARGETS := FuzzCookieVerify FuzzCookieIdentify FuzzSafeReturn FuzzSigninTok
 CADDY_SOURCES := $(filter-out %_test.go,$(wildcard *.go)) $(wildcard cmd/caddy/*.go) go.mod go.sum \
 	$(wildcard templates/*)
 
-.PHONY: tools tools-go tools-browser tools-bench caddy test lint vet staticcheck fuzz demo bench clean
+.PHONY: tools tools-go tools-browser tools-bench tools-redis caddy test lint vet staticcheck fuzz demo bench clean
 
 tools:
-	scripts/tools.sh go browser bench
+	scripts/tools.sh go browser bench redis
 
 tools-go:
 	scripts/tools.sh go
@@ -53,6 +54,9 @@ tools-browser:
 
 tools-bench:
 	scripts/tools.sh bench
+
+tools-redis:
+	scripts/tools.sh redis
 
 caddy: bin/caddy
 

@@ -2,7 +2,7 @@
 # Installs the tools the build and the tests need, each only when it is
 # missing or at another version, so running it again costs a few checks.
 #
-#   scripts/tools.sh [go] [browser] [bench] [TOOL…]   (no argument: all groups)
+#   scripts/tools.sh [go] [browser] [bench] [redis] [TOOL…]   (no argument: all groups)
 #
 #   go       every Go tool below, with `go install …@version`:
 #     xcaddy       builds bin/caddy (make caddy, make demo)
@@ -11,6 +11,8 @@
 #     staticcheck  the linter make test runs
 #   browser  Debian's chromium and chromium-driver, for the browser test
 #   bench    Debian's wrk, for `make bench`
+#   redis    Debian's redis-server (redis-server and redis-cli), which the
+#            tests run through internal/redisrun
 #
 # A Go tool may also be named alone (scripts/tools.sh xcaddy mailpit), so
 # that the demo installs only what it runs.
@@ -80,7 +82,7 @@ named_go_tool() {
 }
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(go browser bench)
+[ ${#want[@]} -gt 0 ] || want=(go browser bench redis)
 
 for w in "${want[@]}"; do
 	case $w in
@@ -98,8 +100,11 @@ for w in "${want[@]}"; do
 	bench)
 		debs wrk
 		;;
+	redis)
+		debs redis-server
+		;;
 	*)
-		log "unknown tool '$w' (want go, browser, bench, stripe-mock, xcaddy, mailpit or staticcheck)"
+		log "unknown tool '$w' (want go, browser, bench, redis, stripe-mock, xcaddy, mailpit or staticcheck)"
 		exit 2
 		;;
 	esac
