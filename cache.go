@@ -74,6 +74,23 @@ type account struct {
 	// (see signinBudgetRate).
 	usedSignins  usedLinks
 	signinBudget *tokenBucket
+
+	// links are the account's Redis clients, one per Redis and prefix
+	// (see redis.go), kept while a handler uses them; maxTTL and maxKeep
+	// are the longest cache_ttl, and cache_ttl plus stale_if_error, of
+	// the account's handlers.
+	linksMu sync.Mutex
+	links   map[string]*redisLink
+	maxTTL  atomic.Int64
+	maxKeep atomic.Int64
+
+	// What the admin API shows (admin.go): the Stripe reads of customers
+	// and how many failed, and the handlers that use the account.
+	stripeReads  atomic.Uint64
+	stripeErrors atomic.Uint64
+	handlersMu   sync.Mutex
+	handlers     map[*Handler]struct{}
+	keyHint      string // the last four characters of the key, for operators
 }
 
 // limitSpec is a limit setting: n per window, of one kind (checkout,
@@ -123,10 +140,17 @@ type customerEntry struct {
 	subs        []subscriptionState
 	fetched     int64  // unix nanos of the Stripe read
 	stale       bool   // a webhook said the customer changed since
+	source      uint8  // where the facts came from: fromStripe, fromRedis
 	useMark            // fits beside stale: the entry stays 56 bytes
 	invalidated uint64 // epoch of the last invalidation
 	readEpoch   uint64 // epoch when the stored read began
 }
+
+// Where an entry's facts came from, for the admin API.
+const (
+	fromStripe uint8 = iota
+	fromRedis
+)
 
 // useMark says an entry was used since eviction last looked at it: the
 // "reference bit" of a second-chance (CLOCK) cache. See evictUnused.
@@ -198,19 +222,91 @@ func newAccount(max int) *account {
 		signinBudget:   newTokenBucket(signinBudgetRate, signinBudgetBurst),
 		limiters:       make(map[limitSpec]*sharedLimiter),
 		logins:         make(map[string]*loginCache),
+		links:          make(map[string]*redisLink),
+		handlers:       make(map[*Handler]struct{}),
 	}
 }
 
 // Destruct implements caddy.Destructor; the account holds no resources.
 func (a *account) Destruct() error { return nil }
 
-// grow raises the bound when a handler of the same account asks for more.
-func (a *account) grow(max int) {
+// grow raises the bound when a handler of the same account asks for more,
+// and the longest cache_ttl and life of facts in Redis.
+func (a *account) grow(max int, ttl, keep time.Duration) {
 	a.mu.Lock()
 	if max > a.max {
 		a.max = max
 	}
 	a.mu.Unlock()
+	for _, m := range []struct {
+		v *atomic.Int64
+		d time.Duration
+	}{{&a.maxTTL, ttl}, {&a.maxKeep, keep}} {
+		for {
+			old := m.v.Load()
+			if int64(m.d) <= old || m.v.CompareAndSwap(old, int64(m.d)) {
+				break
+			}
+		}
+	}
+}
+
+// keepFor is how long facts and generations live in Redis.
+func (a *account) keepFor() time.Duration {
+	return max(time.Duration(a.maxKeep.Load()), time.Minute)
+}
+
+// register and unregister keep the set of the account's handlers, for the
+// admin API.
+func (a *account) register(h *Handler) {
+	a.handlersMu.Lock()
+	a.handlers[h] = struct{}{}
+	a.handlersMu.Unlock()
+}
+
+func (a *account) unregister(h *Handler) {
+	a.handlersMu.Lock()
+	delete(a.handlers, h)
+	a.handlersMu.Unlock()
+}
+
+// handlersSnapshot lists the handlers that use the account.
+func (a *account) handlersSnapshot() []*Handler {
+	a.handlersMu.Lock()
+	defer a.handlersMu.Unlock()
+	out := make([]*Handler, 0, len(a.handlers))
+	for h := range a.handlers {
+		out = append(out, h)
+	}
+	return out
+}
+
+// resubscribed is called when this instance hears invalidations again
+// after it could not (and when it first starts to): invalidations published
+// in between are lost to it, so every customer it holds counts as older
+// than cache_ttl. Known facts still serve while they are read again, and
+// the read asks Redis first, which holds the generation those facts must
+// match: a customer who did not change costs a Redis read, not a Stripe
+// one.
+func (a *account) resubscribed() {
+	t := now().UnixNano()
+	aged := t - a.maxTTL.Load() - 1
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, e := range a.customers {
+		if e.fetched > aged {
+			n := &customerEntry{subs: e.subs, fetched: aged, stale: e.stale, invalidated: e.invalidated, readEpoch: e.readEpoch, source: e.source}
+			n.used.Store(e.used.Load())
+			a.customers[k] = n
+		}
+	}
+}
+
+// peek returns a customer's entry without marking it used.
+func (a *account) peek(customer string) *customerEntry {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.customers[customer]
 }
 
 // get returns a customer's entry, marked used (see makeRoom).
@@ -232,7 +328,7 @@ func (a *account) len() int {
 
 // store keeps a fresh read unless the customer was invalidated after the
 // read began.
-func (a *account) store(customer string, subs []subscriptionState, fetched int64, startEpoch uint64) {
+func (a *account) store(customer string, subs []subscriptionState, fetched int64, startEpoch uint64, source uint8) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old := a.customers[customer]
@@ -258,7 +354,7 @@ func (a *account) store(customer string, subs []subscriptionState, fetched int64
 	if old == nil && len(a.customers) >= a.max {
 		a.makeRoom()
 	}
-	e := &customerEntry{subs: subs, fetched: fetched, stale: stale, readEpoch: startEpoch}
+	e := &customerEntry{subs: subs, fetched: fetched, stale: stale, readEpoch: startEpoch, source: source}
 	if old != nil {
 		e.invalidated = old.invalidated
 		e.used.Store(old.used.Load())
@@ -274,7 +370,7 @@ func (a *account) invalidate(customer string) bool {
 	epoch := a.epoch.Add(1)
 	old := a.customers[customer]
 	if old != nil {
-		e := &customerEntry{subs: old.subs, fetched: old.fetched, stale: true, invalidated: epoch, readEpoch: old.readEpoch}
+		e := &customerEntry{subs: old.subs, fetched: old.fetched, stale: true, invalidated: epoch, readEpoch: old.readEpoch, source: old.source}
 		e.used.Store(old.used.Load())
 		a.customers[customer] = e
 	} else {
@@ -363,7 +459,7 @@ func (h *Handler) customerState(customer string, t int64) ([]subscriptionState, 
 		// in reads until it ends, from before this request can end, so
 		// that whoever waits for reads never misses one.
 		flight := a.flights.DoChan(customer, func() (any, error) {
-			return h.readCustomer(customer)
+			return h.readCustomer(customer, false)
 		})
 		ch := make(chan singleflight.Result, 1)
 		a.reads.Add(1)
@@ -396,20 +492,35 @@ func (h *Handler) customerState(customer string, t int64) ([]subscriptionState, 
 		}
 		cacheEvents.WithLabelValues("stripe_error").Inc()
 		h.logStripeFailure(res.Err)
+		if !usable {
+			// The read may have left what another instance knew.
+			e = a.get(customer)
+			usable = e != nil && e.fetched > 0 && t-e.fetched < int64(h.CacheTTL)+int64(h.staleIfError)
+		}
 	}
 	if usable {
 		cacheEvents.WithLabelValues("stale_served").Inc()
 		return e.subs, nil
 	}
+	if e == nil && h.redis.usable() {
+		// Stripe is down and this instance never read the customer:
+		// what another instance read serves within stale_if_error.
+		if subs, fetched, ok := h.redis.peek(customer); ok && t-fetched < int64(h.CacheTTL)+int64(h.staleIfError) {
+			a.store(customer, subs, fetched, a.epoch.Load(), fromRedis)
+			a.invalidate(customer) // read Stripe again once it answers
+			cacheEvents.WithLabelValues("stale_served").Inc()
+			return subs, nil
+		}
+	}
 	return nil, errUnknownUnavailable
 }
 
-// refreshCustomer marks a customer's facts stale and reads them again now,
-// whatever the cache holds, unless Stripe is down or, with onlyKnown, this
-// node does not hold the customer. It reports whether it read. Completed
-// checkouts and webhooks call it.
+// refreshCustomer marks a customer's facts stale, on every instance when
+// Redis is configured, and reads them again now, whatever the caches hold,
+// unless Stripe is down or, with onlyKnown, this node does not hold the
+// customer. It reports whether it read. Webhooks and the admin API call it.
 func (h *Handler) refreshCustomer(customer string, onlyKnown bool) (bool, error) {
-	known := h.account.invalidate(customer)
+	known := h.invalidate(customer)
 	if onlyKnown && !known {
 		return false, nil
 	}
@@ -417,9 +528,19 @@ func (h *Handler) refreshCustomer(customer string, onlyKnown bool) (bool, error)
 		return false, errStripeUnavailable
 	}
 	_, err, _ := h.account.flights.Do(customer, func() (any, error) {
-		return h.readCustomer(customer)
+		return h.readCustomer(customer, true)
 	})
 	return true, err
+}
+
+// invalidate marks a customer's facts stale here and, when Redis is
+// configured, on every instance. It reports whether this node held them.
+func (h *Handler) invalidate(customer string) bool {
+	known := h.account.invalidate(customer)
+	if h.redis != nil {
+		h.redis.invalidate(customer, h.keep)
+	}
+	return known
 }
 
 // logStripeFailure logs a Stripe call that failed, once a minute at most
@@ -435,19 +556,72 @@ func (h *Handler) logStripeFailure(err error) {
 	}
 }
 
-func (h *Handler) readCustomer(customer string) ([]subscriptionState, error) {
+// readCustomer reads a customer's facts: from Redis when another instance
+// read them in this cache_ttl (unless force), else from Stripe, storing the
+// read in Redis for the others. When another instance is reading Stripe
+// for the customer, it waits for that read, up to sharedReadWait.
+func (h *Handler) readCustomer(customer string, force bool) ([]subscriptionState, error) {
 	a := h.account
 	start := a.epoch.Load()
+	var sf sharedFacts
+	shared := h.redis.usable()
+	if shared {
+		var err error
+		sf, err = h.sharedRead(customer, force)
+		shared = err == nil
+		if shared && sf.fresh {
+			a.store(customer, sf.subs, sf.fetched, start, fromRedis)
+			return sf.subs, nil
+		}
+	}
 	cacheEvents.WithLabelValues("stripe_read").Inc()
+	a.stripeReads.Add(1)
 	subs, err := h.stripe.subscriptions(context.Background(), customer)
 	t := now().UnixNano()
 	if err != nil {
+		a.stripeErrors.Add(1)
 		if errors.Is(err, errStripeUnavailable) {
 			a.downUntil.Store(t + int64(outageBackoff))
+			// What another instance read may serve this one through
+			// the outage, within stale_if_error, as its own would.
+			if shared && sf.subs != nil && t-sf.fetched < int64(h.CacheTTL)+int64(h.staleIfError) && a.peek(customer) == nil {
+				a.store(customer, sf.subs, sf.fetched, start, fromRedis)
+				a.invalidate(customer) // stale: read Stripe again once it answers
+			}
 		}
 		return nil, err
 	}
 	a.slow.Store(false)
-	a.store(customer, subs, t, start)
+	a.store(customer, subs, t, start, fromStripe)
+	if shared {
+		h.redis.store(customer, sf, subs, t, h.keep)
+	}
 	return subs, nil
+}
+
+// sharedReadWait bounds how long a read waits for another instance's read
+// of the same customer before it reads Stripe itself; sharedReadPoll is how
+// often it looks.
+var (
+	sharedReadWait = 2 * time.Second
+	sharedReadPoll = 10 * time.Millisecond
+)
+
+// sharedRead asks Redis for a customer before a Stripe read, and takes the
+// read's lock; when another instance holds it, it waits for that
+// instance's facts.
+func (h *Handler) sharedRead(customer string, force bool) (sharedFacts, error) {
+	lockFor := time.Duration(h.StripeTimeout) + time.Second
+	sf, err := h.redis.begin(customer, force, time.Duration(h.CacheTTL), lockFor)
+	if err != nil || force || sf.fresh || sf.locked {
+		return sf, err
+	}
+	deadline := time.Now().Add(min(sharedReadWait, time.Duration(h.StripeTimeout)))
+	for time.Now().Before(deadline) {
+		time.Sleep(sharedReadPoll)
+		if sf, err = h.redis.begin(customer, false, time.Duration(h.CacheTTL), lockFor); err != nil || sf.fresh || sf.locked {
+			return sf, err
+		}
+	}
+	return sf, nil
 }

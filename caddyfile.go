@@ -56,6 +56,8 @@ func init() {
 //		signin_ip_limit <n> per <duration> | off
 //		identity        cookie | <placeholder> email|customer | <placeholder> metadata <key>
 //		refusals        page|handle_errors
+//		redis           <redis://…|rediss://…|unix:///…>
+//		redis_prefix    <prefix>
 //	}
 func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	h.Next() // the directive name, so that the matcher token comes next
@@ -248,7 +250,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("refusals %q must be page or handle_errors", v)
 			}
 			h.Refusals = d.Val()
-		case "support_url", "page", "api_url", "cookie_name", "cache_control", "public_url":
+		case "support_url", "page", "api_url", "cookie_name", "cache_control", "public_url", "redis", "redis_prefix":
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
@@ -265,6 +267,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.CacheControl = d.Val()
 			case "public_url":
 				h.PublicURL = d.Val()
+			case "redis":
+				h.Redis = d.Val()
+			case "redis_prefix":
+				h.RedisPrefix = d.Val()
 			}
 		default:
 			return d.Errf("unrecognized subdirective '%s'", opt)

@@ -137,7 +137,7 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 			return h.stripeFailed(w, r, ret, err)
 		}
 		if customer != "" {
-			h.account.invalidate(customer)
+			h.invalidate(customer)
 			done, hadTrial, err := h.sellingTo(w, r, customer, t, ret)
 			if done {
 				return err
@@ -290,7 +290,7 @@ var errCheckoutBusy = errors.New("checkout budget spent")
 
 // spend takes one Stripe call from the account's checkout budget.
 func (h *Handler) spend(t time.Time) error {
-	if !h.account.checkoutBudget.take(t.UnixNano()) {
+	if !h.budget(h.account.checkoutBudget, "checkout").take(t.UnixNano()) {
 		return errCheckoutBusy
 	}
 	return nil
@@ -442,7 +442,7 @@ func (h *Handler) finishCheckout(w http.ResponseWriter, r *http.Request, sess ch
 	if h.cookies.secure(r) {
 		http.SetCookie(w, h.cookies.clear(r, h.cookies.nonce)) // set before __Host- was used
 	}
-	h.account.invalidate(sess.Customer)
+	h.invalidate(sess.Customer)
 	h.logger.Info("checkout completed")
 	h.logger.Debug("checkout completed for customer", zap.String("customer", sess.Customer))
 	http.Redirect(w, r, ret, http.StatusSeeOther)

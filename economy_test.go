@@ -220,7 +220,7 @@ func TestMemoryPerCachedCustomer(t *testing.T) {
 	a := newAccount(customers)
 	fetched := time.Now().UnixNano()
 	for i := range customers {
-		a.store(customerID(i), decodedSubscriptions(fetched), fetched, a.epoch.Load())
+		a.store(customerID(i), decodedSubscriptions(fetched), fetched, a.epoch.Load(), fromStripe)
 	}
 
 	runtime.GC()
@@ -272,7 +272,7 @@ func TestCacheBound(t *testing.T) {
 		a := newAccount(bound)
 		fetched := time.Now().UnixNano()
 		for i := range 10 * bound {
-			a.store(customerID(i), decodedSubscriptions(fetched), fetched, a.epoch.Load())
+			a.store(customerID(i), decodedSubscriptions(fetched), fetched, a.epoch.Load(), fromStripe)
 			if n := a.len(); n > bound {
 				t.Fatalf("after %d customers the cache holds %d, bound %d", i+1, n, bound)
 			}
@@ -288,7 +288,7 @@ func TestCacheBound(t *testing.T) {
 			for j := range i {
 				a.get(customerID(j))
 			}
-			a.store(customerID(i), decodedSubscriptions(fetched), fetched, a.epoch.Load())
+			a.store(customerID(i), decodedSubscriptions(fetched), fetched, a.epoch.Load(), fromStripe)
 			if n := a.len(); n > bound {
 				t.Fatalf("after %d customers all in use the cache holds %d, bound %d", i+1, n, bound)
 			}

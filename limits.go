@@ -3,6 +3,8 @@ package paywall
 import (
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +49,68 @@ func limitFrom(l *Limit, kind string, n int, window time.Duration) limitSpec {
 		}
 	}
 	return spec
+}
+
+// limiter is a configured limit of a handler. With Redis it counts across
+// instances (see redis.go); it counts here too, and this count answers
+// whenever Redis does not.
+type limiter struct {
+	local  *clientLimiter
+	spec   limitSpec
+	shared *redisLink // nil without Redis
+	name   string     // the counters' name in Redis, before the address
+}
+
+func newLimiter(local *clientLimiter, spec limitSpec, shared *redisLink) *limiter {
+	return &limiter{local: local, spec: spec, shared: shared,
+		name: "limit:" + strings.ReplaceAll(spec.kind, " ", "_") + ":" + strconv.Itoa(spec.n) + "/" + strconv.FormatInt(spec.window.Milliseconds(), 10) + ":"}
+}
+
+// allow takes one event for addr at t; when refused, wait is how long
+// until the next one is allowed.
+func (l *limiter) allow(addr string, t int64) (bool, time.Duration) {
+	ok, wait := l.local.allow(addr, t)
+	if l.shared.usable() {
+		if sok, swait, err := l.shared.limit(l.name+hashed(addr), time.Duration(l.local.interval), time.Duration(l.local.slack), t, true); err == nil {
+			return sok, swait
+		}
+	}
+	return ok, wait
+}
+
+// wouldAllow reports whether allow would take an event, without taking it.
+func (l *limiter) wouldAllow(addr string, t int64) (bool, time.Duration) {
+	if l.shared.usable() {
+		if ok, wait, err := l.shared.limit(l.name+hashed(addr), time.Duration(l.local.interval), time.Duration(l.local.slack), t, false); err == nil {
+			return ok, wait
+		}
+	}
+	return l.local.wouldAllow(addr, t)
+}
+
+// budget is one of an account's budgets of Stripe calls: with Redis, one
+// for the whole cluster (Stripe's rate limit is the account's, whatever
+// instance calls), else this instance's.
+type budget struct {
+	local     *tokenBucket
+	shared    *redisLink
+	tag, kind string // the counter in Redis is budget:<tag>:<kind>
+}
+
+// budget is one of the account's budgets for this handler.
+func (h *Handler) budget(b *tokenBucket, kind string) budget {
+	return budget{local: b, shared: h.redis, tag: h.accountTag, kind: kind}
+}
+
+func (b budget) take(t int64) bool {
+	ok := b.local.take(t)
+	if b.shared.usable() {
+		interval := time.Duration(float64(time.Second) / b.local.rate)
+		if sok, _, err := b.shared.limit("budget:"+b.tag+":"+b.kind, interval, time.Duration(b.local.burst-1)*interval, t, true); err == nil {
+			return sok
+		}
+	}
+	return ok
 }
 
 // clientLimiter allows each client address n events per window, with the

@@ -43,12 +43,44 @@ var (
 	}, []string{"event"})
 )
 
+var (
+	redisErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "paywall",
+		Name:      "redis_errors_total",
+		Help:      "Redis operations that failed or timed out; each instance then falls back to its own state.",
+	})
+
+	invalidations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "paywall",
+		Name:      "invalidations_total",
+		Help:      "Customer invalidations shared through Redis: published, received from other instances, lost (too many kept during an outage).",
+	}, []string{"direction"})
+
+	// cachedCustomers is read when scraped: it adds up the accounts'
+	// caches, so that the gate keeps no gauge up to date.
+	cachedCustomers = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "caddy",
+		Subsystem: "paywall",
+		Name:      "cached_customers",
+		Help:      "Customers whose Stripe facts this instance holds in memory.",
+	}, func() float64 {
+		n := 0
+		accounts.Range(func(_, v any) bool {
+			n += v.(*account).len()
+			return true
+		})
+		return float64(n)
+	})
+)
+
 func registerMetrics(ctx caddy.Context) {
 	reg := ctx.GetMetricsRegistry()
 	if reg == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{decisions, cacheEvents, webhookEvents, signinEvents} {
+	for _, c := range []prometheus.Collector{decisions, cacheEvents, webhookEvents, signinEvents, redisErrors, invalidations, cachedCustomers} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

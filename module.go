@@ -174,6 +174,18 @@ type Handler struct {
 	// The paywall's own endpoint pages (sign-in, success) stay its own.
 	Refusals string `json:"refusals,omitempty"`
 
+	// The Redis that several Caddy instances of the site share, as a URL:
+	// `redis://[:password@]host:port/db`, `rediss://…` or
+	// `unix:///path/to/socket`; normally a placeholder such as
+	// `{env.PAYWALL_REDIS_URL}`, resolved when provisioned, so that the
+	// admin API never shows the password. Without it, each instance keeps
+	// its own state.
+	Redis string `json:"redis,omitempty"`
+
+	// What every key and channel of the paywall in Redis starts with.
+	// Default `paywall:`; sites that share one Redis give each their own.
+	RedisPrefix string `json:"redis_prefix,omitempty"`
+
 	// The exported fields above are the config as written, placeholders
 	// and all: Caddy marshals them back into its logs and the admin API,
 	// so Provision fills in their defaults but never writes a resolved
@@ -185,7 +197,10 @@ type Handler struct {
 	staleIfError  time.Duration // StaleIfError, 0 when off
 	signin        *signin       // nil without an email block
 	login         *loginSource  // nil with the cookie identity
-	limiter       *clientLimiter
+	limiter       *limiter
+	redis         *redisLink        // nil without redis
+	keep          time.Duration     // how long facts live in Redis: cache_ttl + stale_if_error
+	accountTag    string            // names the account in Redis, not its key
 	originWarned  *atomic.Bool      // the missing public_url was logged
 	certs         certificateHolder // Caddy's TLS app, when configured
 
@@ -316,11 +331,20 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.account = val.(*account)
-	h.account.grow(h.CacheSize)
+	h.keep = time.Duration(h.CacheTTL) + h.staleIfError
+	h.account.grow(h.CacheSize, time.Duration(h.CacheTTL), h.keep)
+	h.accountTag = hashed("account\x00" + h.poolKey)
+	if len(h.secretKey) >= 4 {
+		h.account.keyHint = h.secretKey[len(h.secretKey)-4:]
+	}
+	h.account.register(h)
+	if err := h.provisionRedis(repl); err != nil {
+		return err
+	}
 
 	h.checkoutLimit = limitFrom(h.CheckoutLimit, "checkout", defaultCheckoutLimit, defaultCheckoutWindow)
 	if h.checkoutLimit.n > 0 {
-		h.limiter = h.account.limiter(h.checkoutLimit)
+		h.limiter = newLimiter(h.account.limiter(h.checkoutLimit), h.checkoutLimit, h.redis)
 	}
 	h.handleErrors = h.Refusals == refusalsHandleErrors
 	if err := h.provisionIdentity(repl); err != nil {
@@ -445,6 +469,12 @@ func (h *Handler) Cleanup() error {
 	if h.limiter != nil {
 		h.account.releaseLimiter(h.checkoutLimit)
 	}
+	if h.redis != nil {
+		h.account.releaseRedisLink(h.redis)
+	}
+	if h.account != nil {
+		h.account.unregister(h)
+	}
 	if s := h.signin; s != nil {
 		if s.addrs != nil {
 			h.account.releaseLimiter(s.perAddr)
@@ -473,12 +503,47 @@ func (h *Handler) warnLiteralSecrets() {
 		{"webhook_secret", h.WebhookSecret, "{env.STRIPE_WEBHOOK_SECRET}"},
 		{"cookie_secret", h.CookieSecret, "{env.PAYWALL_COOKIE_SECRET}"},
 		{"email password", emailPassword(h.Email), "{env.SMTP_PASSWORD}"},
+		{"redis password", redisPassword(h.Redis), "{env.PAYWALL_REDIS_URL}"},
 	} {
 		if s.value != "" && !strings.Contains(s.value, "{") {
 			h.logger.Warn(s.option+" is written in the config itself, so Caddy's admin API (/config/) and its debug log show it; "+
 				"name it with a placeholder instead, such as "+s.example, zap.String("option", s.option))
 		}
 	}
+}
+
+// redisPassword is the password a redis URL holds, if any.
+func redisPassword(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		p, _ := u.User.Password()
+		return p
+	}
+	return ""
+}
+
+// provisionRedis joins the account's client of the configured Redis. It
+// makes no network call: the client connects at its first use.
+func (h *Handler) provisionRedis(repl *caddy.Replacer) error {
+	if h.RedisPrefix == "" {
+		h.RedisPrefix = defaultRedisPrefix
+	}
+	if h.Redis == "" {
+		return nil
+	}
+	raw := strings.TrimSpace(repl.ReplaceAll(h.Redis, ""))
+	if raw == "" {
+		return errors.New("redis is empty (is the environment variable it names set?)")
+	}
+	prefix := repl.ReplaceAll(h.RedisPrefix, "")
+	if prefix == "" || strings.ContainsAny(prefix, " \t\r\n") {
+		return fmt.Errorf("redis_prefix %q must be a non-empty string without spaces", h.RedisPrefix)
+	}
+	l, err := h.account.redisLink(raw, prefix, h.logger)
+	if err != nil {
+		return err
+	}
+	h.redis = l
+	return nil
 }
 
 func emailPassword(e *EmailConfig) string {
@@ -546,10 +611,10 @@ func (h *Handler) provisionIdentity(repl *caddy.Replacer) error {
 		slots:   make(chan struct{}, signinConcurrentLookups),
 	}
 	if s.perAddr.n > 0 {
-		s.addrs = h.account.limiter(s.perAddr)
+		s.addrs = newLimiter(h.account.limiter(s.perAddr), s.perAddr, h.redis)
 	}
 	if s.perIP.n > 0 {
-		s.ips = h.account.limiter(s.perIP)
+		s.ips = newLimiter(h.account.limiter(s.perIP), s.perIP, h.redis)
 	}
 	h.signin = s
 	return nil

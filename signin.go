@@ -99,8 +99,8 @@ type signin struct {
 	ttl      time.Duration
 	perAddr  limitSpec
 	perIP    limitSpec
-	addrs    *clientLimiter // nil when off
-	ips      *clientLimiter
+	addrs    *limiter // nil when off
+	ips      *limiter
 	slots    chan struct{} // bounds the lookups and mails under way
 	failures logThrottle
 }
@@ -233,7 +233,7 @@ func (h *Handler) mailSigninLink(email, base, ret, lang string) {
 		return
 	}
 	t := now()
-	if h.account.down(t.UnixNano()) || !h.account.signinBudget.take(t.UnixNano()) {
+	if h.account.down(t.UnixNano()) || !h.budget(h.account.signinBudget, "signin").take(t.UnixNano()) {
 		signinEvents.WithLabelValues("not_sent").Inc()
 		h.logSigninFailure("Stripe is down or too many sign-in links are asked for at once; a sign-in link was not sent", nil)
 		return
@@ -344,13 +344,38 @@ func (h *Handler) checkSigninLink(token string, t time.Time, use bool) (link sig
 	case !t.Before(link.expires):
 		return signinLink{}, reasonSigninLinkExpired
 	case !use:
-		if h.account.usedSignins.used(link.id, t.UnixNano()) {
+		if h.linkUsed(link.id, t.UnixNano()) {
 			return signinLink{}, reasonSigninLinkUsed
 		}
-	case !h.account.usedSignins.use(link.id, t.UnixNano(), link.expires.UnixNano()):
+	case !h.useLink(link.id, t.UnixNano(), link.expires.UnixNano()):
 		return signinLink{}, reasonSigninLinkUsed
 	}
 	return link, ""
+}
+
+// useLink marks a link used, on every instance when Redis is configured
+// and answers; here always, so that a link used while Redis was down, or
+// before it, stays used here.
+func (h *Handler) useLink(id string, t, expires int64) bool {
+	first := h.account.usedSignins.use(id, t, expires)
+	if h.redis.usable() {
+		if sfirst, err := h.redis.useLink(id, t, expires); err == nil {
+			return first && sfirst
+		}
+	}
+	return first
+}
+
+// linkUsed reports whether a link was used, here or on any instance.
+func (h *Handler) linkUsed(id string, t int64) bool {
+	if h.account.usedSignins.used(id, t) {
+		return true
+	}
+	if h.redis.usable() {
+		used, err := h.redis.linkUsed(id)
+		return err == nil && used
+	}
+	return false
 }
 
 // A sign-in token is the customer, the address the link was mailed to and
