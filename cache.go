@@ -492,19 +492,15 @@ func (h *Handler) customerState(customer string, t int64) ([]subscriptionState, 
 		}
 		cacheEvents.WithLabelValues("stripe_error").Inc()
 		h.logStripeFailure(res.Err)
-		if !usable {
-			// The read may have left what another instance knew.
-			e = a.get(customer)
-			usable = e != nil && e.fetched > 0 && t-e.fetched < int64(h.CacheTTL)+int64(h.staleIfError)
-		}
 	}
 	if usable {
 		cacheEvents.WithLabelValues("stale_served").Inc()
 		return e.subs, nil
 	}
 	if e == nil && h.redis.usable() {
-		// Stripe is down and this instance never read the customer:
-		// what another instance read serves within stale_if_error.
+		// Stripe cannot answer and this instance never read the
+		// customer: what another instance read serves, within
+		// stale_if_error, as this instance's own facts would.
 		if subs, fetched, ok := h.redis.peek(customer); ok && t-fetched < int64(h.CacheTTL)+int64(h.staleIfError) {
 			a.store(customer, subs, fetched, a.epoch.Load(), fromRedis)
 			a.invalidate(customer) // read Stripe again once it answers
@@ -582,12 +578,6 @@ func (h *Handler) readCustomer(customer string, force bool) ([]subscriptionState
 		a.stripeErrors.Add(1)
 		if errors.Is(err, errStripeUnavailable) {
 			a.downUntil.Store(t + int64(outageBackoff))
-			// What another instance read may serve this one through
-			// the outage, within stale_if_error, as its own would.
-			if shared && sf.subs != nil && t-sf.fetched < int64(h.CacheTTL)+int64(h.staleIfError) && a.peek(customer) == nil {
-				a.store(customer, sf.subs, sf.fetched, start, fromRedis)
-				a.invalidate(customer) // stale: read Stripe again once it answers
-			}
 		}
 		return nil, err
 	}

@@ -167,6 +167,11 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			want:  &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"}},
 		},
 		{
+			name:  "redis",
+			input: "paywall {\n secret_key {env.K}\n price price_1\n redis {env.PAYWALL_REDIS_URL}\n redis_prefix site1:\n}",
+			want:  &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"}, Redis: "{env.PAYWALL_REDIS_URL}", RedisPrefix: "site1:"},
+		},
+		{
 			name:  "checkout_limit off",
 			input: "paywall {\n secret_key {env.K}\n price price_1\n checkout_limit off\n}",
 			want:  &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"}, CheckoutLimit: &Limit{Off: true}},
@@ -300,6 +305,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"checkout_limit without per", block(key, price, "checkout_limit 30"), []string{"checkout_limit", "per"}},
 		{"checkout_limit zero", block(key, price, "checkout_limit 0 per 10m"), []string{"checkout_limit", "positive"}},
 		{"checkout_limit bad window", block(key, price, "checkout_limit 30 per soon"), []string{"checkout_limit", "soon"}},
+		{"missing arg redis", block(key, price, "redis"), []string{"redis"}},
+		{"redis with two URLs", block(key, price, "redis redis://a:6379 redis://b:6379"), []string{"redis", "too many"}},
 		{"checkout_limit twice", block(key, price, "checkout_limit off", "checkout_limit off"), []string{"checkout_limit", "more than once"}},
 		{"argument on the directive line", "paywall " + leakSecretKey + " {\n" + price + "\n}", []string{"paywall", "secret_key"}},
 	}

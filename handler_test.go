@@ -82,6 +82,9 @@ func provisionHandler(tb testing.TB, apiURL string, opts ...option) *Handler {
 	}
 	h.logger = zap.NewNop()
 	h.cookies.logger = h.logger
+	if h.redis != nil {
+		h.redis.logger = h.logger
+	}
 	return h
 }
 

@@ -449,6 +449,7 @@ func TestProvisionRefusesSecretsThatResolveToNothing(t *testing.T) {
 	}{
 		{"webhook_secret", func(h *Handler) { h.WebhookSecret = "{env.PAYWALL_TEST_UNSET}" }, "webhook_secret"},
 		{"cookie_secret", func(h *Handler) { h.CookieSecret = "{env.PAYWALL_TEST_UNSET}" }, "cookie_secret"},
+		{"redis", func(h *Handler) { h.Redis = "{env.PAYWALL_TEST_UNSET}" }, "redis"},
 	} {
 		h := &Handler{SecretKey: moduleTestKey(t), Prices: []string{"price_1"}}
 		tc.set(h)
@@ -534,5 +535,39 @@ func TestValidateRefusesASupportURLThatIsNoLink(t *testing.T) {
 		if err := h.Validate(); err != nil {
 			t.Errorf("support_url %q: %v", u, err)
 		}
+	}
+}
+
+// A bad redis option fails provisioning (and so caddy validate) with a
+// message that names it and never shows the URL's password; a good one
+// makes no connection until the handler is used.
+func TestProvisionRedisOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name, url, prefix, want string
+	}{
+		{"not a URL", "redis://:hunter2-pw@127.0.0.1:port/0", "", "redis:"},
+		{"unknown scheme", "http://:hunter2-pw@127.0.0.1:6379", "", "redis:"},
+		{"prefix with a space", "redis://127.0.0.1:6379/0", "a b", "redis_prefix"},
+	} {
+		h := &Handler{SecretKey: moduleTestKey(t), Prices: []string{"price_1"}, Redis: tc.url, RedisPrefix: tc.prefix}
+		err := h.Provision(moduleTestContext(t))
+		_ = h.Cleanup()
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: %v, want an error naming %q without the password", tc.name, err, tc.want)
+		}
+	}
+
+	// Nothing listens on this port: provisioning must not try it.
+	h := &Handler{SecretKey: moduleTestKey(t), Prices: []string{"price_1"}, Redis: "redis://127.0.0.1:1/0"}
+	if err := h.Provision(moduleTestContext(t)); err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	defer h.Cleanup()
+	if h.RedisPrefix != defaultRedisPrefix || h.redis == nil || h.redis.listening.Load() || h.redis.out.Load() {
+		t.Fatalf("prefix %q, link %+v: want the default prefix and a link not yet used", h.RedisPrefix, h.redis)
+	}
+	b, _ := json.Marshal(h)
+	if !strings.Contains(string(b), `"redis":"redis://127.0.0.1:1/0"`) {
+		t.Fatalf("the config as written is not kept: %s", b)
 	}
 }

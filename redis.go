@@ -92,12 +92,15 @@ type redisLink struct {
 	start  sync.Once
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the listener returns
+	psMu   sync.Mutex
+	ps     *redis.PubSub // the listener's subscription, closed to end it
 
-	downUntil atomic.Int64 // unix nanos; the request path skips Redis until then
-	out       atomic.Bool  // in an outage, logged once
-	outSince  atomic.Int64
-	failures  atomic.Uint64 // operations that failed during this outage
-	listening atomic.Bool   // subscribed to invalidations
+	downUntil  atomic.Int64 // unix nanos; the request path skips Redis until then
+	out        atomic.Bool  // in an outage, logged once
+	outSince   atomic.Int64
+	failures   atomic.Uint64 // operations that failed during this outage
+	listening  atomic.Bool   // subscribed to invalidations
+	subscribed atomic.Uint64 // times it subscribed: 1, and one more after every gap
 
 	pendingMu sync.Mutex
 	pending   map[string]struct{} // invalidations Redis did not take
@@ -135,18 +138,29 @@ func redactedURL(raw string) string {
 	return u.Redacted()
 }
 
-// redactErr is an error's text without the URL's password in it.
+// redactErr is an error's text without the URL's user and password in it,
+// even when the URL does not parse (url.Parse's errors quote it whole).
 func redactErr(err error, raw string) string {
 	msg := err.Error()
-	if u, perr := url.Parse(raw); perr == nil && u.User != nil {
-		if p, ok := u.User.Password(); ok && p != "" {
-			msg = strings.ReplaceAll(msg, p, "xxxxx")
-		}
-		if n := u.User.Username(); n != "" {
-			msg = strings.ReplaceAll(msg, n, "xxxxx")
-		}
+	if info := userinfo(raw); info != "" {
+		msg = strings.ReplaceAll(msg, info, "xxxxx")
 	}
 	return msg
+}
+
+// userinfo is the "user:password" of a URL, found as text.
+func userinfo(raw string) string {
+	_, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return ""
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	if i := strings.LastIndex(rest, "@"); i > 0 {
+		return rest[:i]
+	}
+	return ""
 }
 
 func newRedisLink(opts *redis.Options, where, prefix string, a *account, logger *zap.Logger) *redisLink {
@@ -221,6 +235,11 @@ func (l *redisLink) close() {
 	l.start.Do(func() { close(l.done) }) // never started: nothing listens
 	if l.cancel != nil {
 		l.cancel()
+		l.psMu.Lock()
+		if l.ps != nil {
+			l.ps.Close() // ends a read that would wait for redisPing
+		}
+		l.psMu.Unlock()
 		<-l.done
 	}
 	l.client.Close()
@@ -495,8 +514,15 @@ func (l *redisLink) pendingCount() int {
 // subscribing again after every failure.
 func (l *redisLink) listen(ctx context.Context) {
 	defer close(l.done)
-	for ctx.Err() == nil {
+	for {
+		l.psMu.Lock()
+		if ctx.Err() != nil {
+			l.psMu.Unlock()
+			return
+		}
 		ps := l.client.Subscribe(ctx, l.key("invalidate"))
+		l.ps = ps
+		l.psMu.Unlock()
 		l.receive(ctx, ps)
 		ps.Close()
 		l.listening.Store(false)
@@ -533,11 +559,14 @@ func (l *redisLink) receive(ctx context.Context, ps *redis.PubSub) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
 				l.listening.Store(true)
+				l.subscribed.Add(1)
 				l.ok()
 				l.account.resubscribed()
 			}
 		case *redis.Message:
 			l.heard(m.Payload)
+		case *redis.Pong:
+			l.ok() // an instance that asks Redis nothing else learns it is back
 		}
 	}
 }

@@ -1,0 +1,420 @@
+package paywall
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/caddy-paywall/paywall/internal/stripefake"
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// These tests run several "instances" in one process: handlers of the same
+// Stripe account that reach the fake Stripe through addresses of their own,
+// so that each has an account (a cache) of its own, as separate Caddy
+// processes do, and all share one Redis. miniredis stands in for Redis
+// here, for the edge cases; e2e_cluster_test.go runs real redis-servers and
+// Caddy binaries.
+
+// withRedis configures a handler to use the Redis at addr.
+func withRedis(addr string) option {
+	return func(h *Handler) { h.Redis = "redis://" + addr + "/0" }
+}
+
+// startRedis starts a miniredis for one test, and makes the listeners'
+// retries quick.
+func startRedis(t *testing.T) *miniredis.Miniredis {
+	t.Helper()
+	m := miniredis.RunT(t)
+	old := redisRetry
+	redisRetry = 10 * time.Millisecond
+	t.Cleanup(func() { redisRetry = old })
+	return m
+}
+
+// sibling is another instance of w's site: the same fake Stripe, clock and
+// secrets, a cache of its own.
+func (w *world) sibling(opts ...option) *world {
+	w.t.Helper()
+	api := httptest.NewServer(w.fake)
+	w.t.Cleanup(api.Close)
+	s := &world{t: w.t, clock: w.clock, fake: w.fake}
+	h := provisionTestHandler(w.t, api.URL, opts...)
+	w.t.Cleanup(func() { h.account.reads.Wait() })
+	if h.account == w.h.account {
+		w.t.Fatal("the sibling shares the first instance's account")
+	}
+	s.h = h
+	s.site = httptest.NewServer(http.HandlerFunc(s.serve))
+	w.t.Cleanup(s.site.Close)
+	return s
+}
+
+// eventually waits for cond, polling, up to d.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", d, what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// listening waits until an instance hears invalidations.
+func (w *world) listening() {
+	w.t.Helper()
+	w.h.redis.ensure()
+	eventually(w.t.(*testing.T), 5*time.Second, "subscribed to invalidations", w.h.redis.listening.Load)
+}
+
+func TestRedisSharesAPayerBetweenInstances(t *testing.T) {
+	m := startRedis(t)
+	a := newWorld(t, withRedis(m.Addr()))
+	b := a.sibling(withRedis(m.Addr()))
+	c3 := a.sibling(withRedis(m.Addr()))
+
+	cus, _, c := a.subscriber("active")
+	if resp := a.get(c, "/premium/a"); resp.StatusCode != 200 {
+		t.Fatalf("instance A: %d", resp.StatusCode)
+	}
+	for _, inst := range []*world{b, c3} {
+		if resp := inst.get(c, "/premium/a"); resp.StatusCode != 200 {
+			t.Fatalf("another instance: %d", resp.StatusCode)
+		}
+		if e := inst.h.account.peek(cus); e == nil || e.source != fromRedis {
+			t.Fatalf("another instance's facts: %+v, want them from Redis", e)
+		}
+	}
+	if n := a.fake.Calls("GET /v1/subscriptions"); n != 1 {
+		t.Fatalf("three instances made %d Stripe reads of one customer, want 1", n)
+	}
+
+	// Past cache_ttl, the first instance to ask reads Stripe again; the
+	// others take its read.
+	a.clock.Advance(6 * time.Minute)
+	for _, inst := range []*world{b, a, c3} {
+		if resp := inst.get(c, "/premium/a"); resp.StatusCode != 200 {
+			t.Fatalf("after cache_ttl: %d", resp.StatusCode)
+		}
+	}
+	if n := a.fake.Calls("GET /v1/subscriptions"); n != 2 {
+		t.Fatalf("after cache_ttl, three instances made %d Stripe reads in all, want 2", n)
+	}
+}
+
+func TestRedisConcurrentMissesMakeAboutOneRead(t *testing.T) {
+	m := startRedis(t)
+	a := newWorld(t, withRedis(m.Addr()))
+	insts := []*world{a, a.sibling(withRedis(m.Addr())), a.sibling(withRedis(m.Addr()))}
+	_, _, c := a.subscriber("active")
+	a.fake.SetLatency(200 * time.Millisecond) // the first read holds the lock a while
+
+	var wg sync.WaitGroup
+	codes := make(chan int, 30)
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := c.Get(insts[i%3].site.URL + "/premium/a")
+			if err != nil {
+				codes <- -1
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	for code := range codes {
+		if code != 200 {
+			t.Fatalf("a concurrent request got %d", code)
+		}
+	}
+	if n := a.fake.Calls("GET /v1/subscriptions"); n != 1 {
+		t.Fatalf("concurrent misses on three instances made %d Stripe reads, want 1", n)
+	}
+}
+
+func TestRedisInvalidationReachesEveryInstance(t *testing.T) {
+	m := startRedis(t)
+	a := newWorld(t, withRedis(m.Addr()))
+	b := a.sibling(withRedis(m.Addr()))
+	c := a.browser()
+	cus := a.subscribe(c, "/premium/a")
+	for _, inst := range []*world{a, b} {
+		if resp := inst.get(c, "/premium/a"); resp.StatusCode != 200 {
+			t.Fatalf("subscribed: %d", resp.StatusCode)
+		}
+	}
+	b.listening()
+
+	// The webhook reaches A only (the fake delivers to A's site).
+	if err := a.fake.CancelSubscription(a.fake.Subscriptions(cus)[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	a.fake.WaitDeliveries()
+	eventually(t, time.Second, "B marks the customer stale", func() bool {
+		e := b.h.account.peek(cus)
+		return e != nil && e.stale
+	})
+	reads := a.fake.Calls("GET /v1/subscriptions")
+	if status, p := b.problem(c, "/premium/a"); status != 402 || p["reason"] != reasonEnded {
+		t.Fatalf("B after the cancellation reached A: %d %v", status, p)
+	}
+	if n := a.fake.Calls("GET /v1/subscriptions"); n != reads {
+		t.Fatalf("B read Stripe again (%d reads, was %d): A's read after the webhook is in Redis", n, reads)
+	}
+}
+
+func TestRedisOutageFallsBackAndRecovers(t *testing.T) {
+	m := startRedis(t)
+	a := newWorld(t, withRedis(m.Addr()))
+	b := a.sibling(withRedis(m.Addr()))
+	core, logs := observer.New(zap.InfoLevel)
+	a.h.redis.logger = zap.New(core)
+
+	c := a.browser()
+	cus := a.subscribe(c, "/premium/a")
+	_, _, other := a.subscriber("active")
+	for _, inst := range []*world{a, b} {
+		if resp := inst.get(c, "/premium/a"); resp.StatusCode != 200 {
+			t.Fatalf("before the outage: %d", resp.StatusCode)
+		}
+	}
+	b.listening()
+	heard := b.h.redis.subscribed.Load()
+	addr := m.Addr()
+	m.Close()
+
+	// Known and new payers are served from each instance's own state.
+	for i := range 20 {
+		for _, cl := range []*http.Client{c, other} {
+			if resp := a.get(cl, "/premium/a"); resp.StatusCode != 200 {
+				t.Fatalf("request %d during the Redis outage: %d", i, resp.StatusCode)
+			}
+		}
+	}
+	if n := logs.FilterMessageSnippet("redis unavailable").Len(); n != 1 {
+		t.Fatalf("the outage was logged %d times, want once", n)
+	}
+
+	// A cancellation applied by A while Redis is down is kept...
+	if err := a.fake.CancelSubscription(a.fake.Subscriptions(cus)[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	a.fake.WaitDeliveries()
+	if status, _ := a.problem(c, "/premium/a"); status != 402 {
+		t.Fatalf("A after the cancellation: %d", status)
+	}
+	if a.h.redis.pendingCount() != 1 {
+		t.Fatalf("pending invalidations: %d, want 1", a.h.redis.pendingCount())
+	}
+
+	// ...and reaches B once Redis is back.
+	m2 := miniredis.NewMiniRedis()
+	if err := m2.StartAddr(addr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m2.Close)
+	a.clock.Advance(redisBackoff)
+	eventually(t, 5*time.Second, "B hears again", func() bool { return b.h.redis.subscribed.Load() > heard })
+	a.get(other, "/premium/b") // any operation ends A's outage
+	eventually(t, 5*time.Second, "A publishes what it kept", func() bool { return a.h.redis.pendingCount() == 0 })
+	if n := logs.FilterMessageSnippet("redis reachable again").Len(); n != 1 {
+		t.Fatalf("the recovery was logged %d times, want once", n)
+	}
+	eventually(t, 5*time.Second, "B answers 402", func() bool {
+		status, _ := b.problem(c, "/premium/a")
+		return status == 402
+	})
+}
+
+// Redis kept its data, but one instance could not reach it (a partition):
+// what it applied meanwhile reaches the others when it reaches Redis again,
+// not cache_ttl later; without that, the others would find the facts from
+// before the change still current in Redis.
+func TestRedisInvalidationsKeptDuringAnOutageArePublishedAfter(t *testing.T) {
+	m := startRedis(t)
+	a := newWorld(t, withRedis(m.Addr()))
+	b := a.sibling(withRedis(m.Addr()))
+	c := a.browser()
+	cus := a.subscribe(c, "/premium/a")
+	for _, inst := range []*world{a, b} {
+		if resp := inst.get(c, "/premium/a"); resp.StatusCode != 200 {
+			t.Fatalf("subscribed: %d", resp.StatusCode)
+		}
+	}
+	b.listening()
+
+	a.h.redis.failed(errors.New("cut off")) // A alone loses Redis
+	if err := a.fake.CancelSubscription(a.fake.Subscriptions(cus)[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	a.fake.WaitDeliveries()
+	if status, _ := a.problem(c, "/premium/a"); status != 402 {
+		t.Fatalf("A after the cancellation: %d", status)
+	}
+	if e := b.h.account.peek(cus); e.stale {
+		t.Fatal("B heard of a change A could not publish")
+	}
+
+	a.clock.Advance(redisBackoff)
+	a.get(a.browser(), "/paywall/checkout?return=%2Fpremium%2Fa") // counted in Redis: A reaches it again
+	eventually(t, time.Second, "B hears the kept invalidation", func() bool { return b.h.account.peek(cus).stale })
+	if status, _ := b.problem(c, "/premium/a"); status != 402 {
+		t.Fatalf("B after A published: %d", status)
+	}
+}
+
+func TestRedisRecoveryRechecksWhatWasCachedDuringTheGap(t *testing.T) {
+	m := startRedis(t)
+	a := newWorld(t, withRedis(m.Addr()))
+	cus, _, c := a.subscriber("active")
+	if resp := a.get(c, "/premium/a"); resp.StatusCode != 200 {
+		t.Fatalf("subscribed: %d", resp.StatusCode)
+	}
+	a.listening()
+	fetched := a.h.account.peek(cus).fetched
+
+	// What this instance held when it heard again counts as older than
+	// cache_ttl: the next request checks it.
+	a.h.account.resubscribed()
+	if e := a.h.account.peek(cus); a.clock.Now().UnixNano()-e.fetched <= int64(a.h.CacheTTL) || e.stale {
+		t.Fatalf("after a gap: fetched %d (was %d), stale %v; want aged past cache_ttl, not stale", e.fetched, fetched, e.stale)
+	}
+	if resp := a.get(c, "/premium/a"); resp.StatusCode != 200 {
+		t.Fatalf("after the gap: %d", resp.StatusCode)
+	}
+	if e := a.h.account.peek(cus); a.clock.Now().UnixNano()-e.fetched > int64(a.h.CacheTTL) {
+		t.Fatal("the aged entry was not read again")
+	}
+}
+
+func TestRedisOlderReadsNeverOverwriteNewer(t *testing.T) {
+	m := startRedis(t)
+	w := newWorld(t, withRedis(m.Addr()))
+	l := w.h.redis
+	ttl, keep := time.Minute, time.Hour
+	t0 := w.clock.Now().UnixNano()
+
+	// A read that began before an invalidation is not stored.
+	before, err := l.begin("cus_R", false, ttl, time.Second)
+	if err != nil || !before.locked {
+		t.Fatalf("begin: %+v %v", before, err)
+	}
+	l.invalidate("cus_R", keep)
+	l.store("cus_R", before, []subscriptionState{{Status: "active"}}, t0, keep)
+	if got, _ := l.begin("cus_R", false, ttl, time.Second); got.subs != nil {
+		t.Fatalf("a read from before the invalidation was stored: %+v", got)
+	}
+
+	// In one generation, a later read replaces an earlier one, never
+	// the reverse.
+	sf, _ := l.begin("cus_R", true, ttl, time.Second)
+	l.store("cus_R", sf, []subscriptionState{{Status: "canceled"}}, t0+int64(2*time.Second), keep)
+	l.store("cus_R", sf, []subscriptionState{{Status: "active"}}, t0+int64(time.Second), keep)
+	got, _ := l.begin("cus_R", false, ttl, time.Second)
+	if !got.fresh || len(got.subs) != 1 || got.subs[0].Status != "canceled" {
+		t.Fatalf("stored %+v, want the later read", got)
+	}
+}
+
+func TestRedisLimitsHoldAcrossInstances(t *testing.T) {
+	m := startRedis(t)
+	limit := func(h *Handler) { h.CheckoutLimit = &Limit{Max: 2, Per: caddy.Duration(10 * time.Minute)} }
+	a := newWorld(t, withRedis(m.Addr()), limit)
+	b := a.sibling(withRedis(m.Addr()), limit)
+	c3 := a.sibling(withRedis(m.Addr()), limit)
+	for i, inst := range []*world{a, b, c3} {
+		resp := inst.get(inst.browser(), "/paywall/checkout?return=%2Fpremium%2Fa")
+		want := http.StatusSeeOther
+		if i == 2 {
+			want = http.StatusTooManyRequests
+		}
+		if resp.StatusCode != want {
+			t.Fatalf("checkout %d from one address: %d, want %d", i+1, resp.StatusCode, want)
+		}
+	}
+	// The counters name no address.
+	for _, k := range m.Keys() {
+		if strings.Contains(k, "127.0.0.1") {
+			t.Fatalf("a Redis key names the client's address: %s", k)
+		}
+	}
+}
+
+func TestRedisSigninLinkIsUsedOnce(t *testing.T) {
+	m := startRedis(t)
+	a := newWorld(t, withRedis(m.Addr()))
+	b := a.sibling(withRedis(m.Addr()))
+	t0 := a.clock.Now().UnixNano()
+	exp := t0 + int64(15*time.Minute)
+	if !a.h.useLink("link1", t0, exp) {
+		t.Fatal("a new link was refused")
+	}
+	if !b.h.linkUsed("link1", t0) || b.h.useLink("link1", t0, exp) {
+		t.Fatal("a link used on one instance works on another")
+	}
+	// While Redis is down, what this instance used stays used.
+	m.Close()
+	if a.h.useLink("link1", t0, exp) {
+		t.Fatal("a used link worked again while Redis was down")
+	}
+}
+
+func TestRedisURLPasswordNeverShows(t *testing.T) {
+	_, _, err := redisSettings("redis://:hunter2-secret@127.0.0.1:notaport/0")
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error %v: want one that hides the password", err)
+	}
+	if !strings.Contains(err.Error(), "redis") {
+		t.Fatalf("error %q does not name the option", err)
+	}
+	if got := redactedURL("redis://user:hunter2-secret@host:6379/0"); strings.Contains(got, "hunter2") || strings.Contains(got, "user") {
+		t.Fatalf("redacted URL %q", got)
+	}
+}
+
+// A Stripe outage never locks out a payer the cluster knows, on an instance
+// that never read them: what another instance read serves, within
+// stale_if_error, both when this instance's read fails and when it knows
+// Stripe is down and reads nothing.
+func TestRedisStripeOutageServesWhatAnotherInstanceRead(t *testing.T) {
+	m := startRedis(t)
+	a := newWorld(t, withRedis(m.Addr()))
+	b := a.sibling(withRedis(m.Addr()))
+	c3 := a.sibling(withRedis(m.Addr()))
+	_, _, payer := a.subscriber("active")
+	_, _, stranger := a.subscriber("active")
+	if resp := a.get(payer, "/premium/a"); resp.StatusCode != 200 {
+		t.Fatalf("before the outage: %d", resp.StatusCode)
+	}
+	a.fake.SetOutage(stripefake.OutageErrors)
+	a.clock.Advance(10 * time.Minute) // past cache_ttl
+	if resp := b.get(payer, "/premium/a"); resp.StatusCode != 200 {
+		t.Fatalf("B, whose read fails: %d, want what A read to serve", resp.StatusCode)
+	}
+	if !c3.h.account.down(c3.clock.Now().UnixNano()) {
+		c3.get(stranger, "/premium/a") // C learns that Stripe is down
+	}
+	if resp := c3.get(payer, "/premium/a"); resp.StatusCode != 200 {
+		t.Fatalf("C, which knows Stripe is down: %d, want what A read to serve", resp.StatusCode)
+	}
+	if resp := c3.get(stranger, "/premium/a"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a payer nobody read, during the outage: %d, want 503", resp.StatusCode)
+	}
+	a.clock.Advance(25 * time.Hour) // past stale_if_error
+	if resp := a.sibling(withRedis(m.Addr())).get(payer, "/premium/a"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("beyond stale_if_error: %d, want 503", resp.StatusCode)
+	}
+}
