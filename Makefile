@@ -83,7 +83,7 @@ endif
 test: export CADDY_BIN := $(CURDIR)/bin/caddy
 test: export STRIPE_MOCK_BIN := $(STRIPE_MOCK)
 test: export MAILPIT_BIN := $(GOBIN)/mailpit
-test: tools-go tools-browser bin/caddy lint vet staticcheck
+test: tools-go tools-browser tools-redis bin/caddy lint vet staticcheck
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 	# -count=1: the browser test runs bin/caddy, which go test's cache
 	# cannot see (e2e does not import the plugin's package).

@@ -179,7 +179,8 @@ type Handler struct {
 	// `unix:///path/to/socket`; normally a placeholder such as
 	// `{env.PAYWALL_REDIS_URL}`, resolved when provisioned, so that the
 	// admin API never shows the password. Without it, each instance keeps
-	// its own state.
+	// its own state, as with `off` (so that one Caddyfile serves one
+	// instance and several: `redis {$PAYWALL_REDIS:off}`).
 	Redis string `json:"redis,omitempty"`
 
 	// What every key and channel of the paywall in Redis starts with.
@@ -325,7 +326,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	sum := sha256.Sum256([]byte(h.apiURL + "\x00" + h.secretKey))
 	h.poolKey = hex.EncodeToString(sum[:])
 	val, _, err := accounts.LoadOrNew(h.poolKey, func() (caddy.Destructor, error) {
-		return newAccount(h.CacheSize), nil
+		a := newAccount(h.CacheSize)
+		// Set once, here: the admin API reads it while reloads provision.
+		if len(h.secretKey) >= 4 {
+			a.keyHint = h.secretKey[len(h.secretKey)-4:]
+		}
+		return a, nil
 	})
 	if err != nil {
 		return err
@@ -334,9 +340,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.keep = time.Duration(h.CacheTTL) + h.staleIfError
 	h.account.grow(h.CacheSize, time.Duration(h.CacheTTL), h.keep)
 	h.accountTag = hashed("account\x00" + h.poolKey)
-	if len(h.secretKey) >= 4 {
-		h.account.keyHint = h.secretKey[len(h.secretKey)-4:]
-	}
 	h.account.register(h)
 	if err := h.provisionRedis(repl); err != nil {
 		return err
@@ -531,8 +534,11 @@ func (h *Handler) provisionRedis(repl *caddy.Replacer) error {
 		return nil
 	}
 	raw := strings.TrimSpace(repl.ReplaceAll(h.Redis, ""))
-	if raw == "" {
-		return errors.New("redis is empty (is the environment variable it names set?)")
+	switch raw {
+	case "":
+		return errors.New("redis is empty (is the environment variable it names set?); write off for no Redis")
+	case "off":
+		return nil // one Caddyfile for one instance and for several: redis {$PAYWALL_REDIS:off}
 	}
 	prefix := repl.ReplaceAll(h.RedisPrefix, "")
 	if prefix == "" || strings.ContainsAny(prefix, " \t\r\n") {

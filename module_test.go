@@ -570,4 +570,10 @@ func TestProvisionRedisOptions(t *testing.T) {
 	if !strings.Contains(string(b), `"redis":"redis://127.0.0.1:1/0"`) {
 		t.Fatalf("the config as written is not kept: %s", b)
 	}
+
+	off := &Handler{SecretKey: moduleTestKey(t), Prices: []string{"price_1"}, Redis: "off"}
+	if err := off.Provision(moduleTestContext(t)); err != nil || off.redis != nil {
+		t.Fatalf("redis off: %v, link %v; want none", err, off.redis)
+	}
+	_ = off.Cleanup()
 }

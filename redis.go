@@ -445,12 +445,13 @@ func (l *redisLink) store(customer string, sf sharedFacts, subs []subscriptionSt
 }
 
 // invalidate tells every instance that a customer changed. When Redis
-// cannot take it, it is kept to publish when Redis returns.
+// cannot take it, it is kept to publish when Redis returns. It tries Redis
+// even while the request path leaves it alone after a failure: a change is
+// rare (a webhook, a checkout), and one slow operation must not keep it
+// from the other instances until something else on this one asks Redis.
+// Its success ends the outage, and publishes what was kept.
 func (l *redisLink) invalidate(customer string, keep time.Duration) {
-	if !l.usable() {
-		l.keepPending(customer)
-		return
-	}
+	l.ensure()
 	if err := l.publish(customer, keep); err != nil {
 		l.keepPending(customer)
 		return

@@ -2,6 +2,8 @@ package paywall
 
 import (
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -239,11 +241,111 @@ func TestRedisOutageFallsBackAndRecovers(t *testing.T) {
 	})
 }
 
+// forwarder is a loopback TCP path to a Redis that a test can cut: one
+// instance loses Redis while the others keep it (a partition).
+type forwarder struct {
+	ln     net.Listener
+	target string
+
+	mu    sync.Mutex
+	cut   bool
+	conns []net.Conn
+}
+
+func newForwarder(t *testing.T, target string) *forwarder {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &forwarder{ln: ln, target: target}
+	t.Cleanup(func() { ln.Close(); f.setCut(true) })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			f.mu.Lock()
+			if f.cut {
+				f.mu.Unlock()
+				c.Close()
+				continue
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				f.mu.Unlock()
+				c.Close()
+				continue
+			}
+			f.conns = append(f.conns, c, up)
+			f.mu.Unlock()
+			go func() { io.Copy(up, c); up.Close() }()
+			go func() { io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return f
+}
+
+func (f *forwarder) addr() string { return f.ln.Addr().String() }
+
+// setCut cuts the path (closing what is open) or opens it again.
+func (f *forwarder) setCut(cut bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cut = cut
+	if cut {
+		for _, c := range f.conns {
+			c.Close()
+		}
+		f.conns = nil
+	}
+}
+
 // Redis kept its data, but one instance could not reach it (a partition):
 // what it applied meanwhile reaches the others when it reaches Redis again,
 // not cache_ttl later; without that, the others would find the facts from
 // before the change still current in Redis.
 func TestRedisInvalidationsKeptDuringAnOutageArePublishedAfter(t *testing.T) {
+	m := startRedis(t)
+	path := newForwarder(t, m.Addr())
+	a := newWorld(t, withRedis(path.addr()))
+	b := a.sibling(withRedis(m.Addr()))
+	c := a.browser()
+	cus := a.subscribe(c, "/premium/a")
+	for _, inst := range []*world{a, b} {
+		if resp := inst.get(c, "/premium/a"); resp.StatusCode != 200 {
+			t.Fatalf("subscribed: %d", resp.StatusCode)
+		}
+	}
+	b.listening()
+
+	path.setCut(true) // A alone loses Redis
+	if err := a.fake.CancelSubscription(a.fake.Subscriptions(cus)[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	a.fake.WaitDeliveries()
+	if status, _ := a.problem(c, "/premium/a"); status != 402 {
+		t.Fatalf("A after the cancellation: %d", status)
+	}
+	if a.h.redis.pendingCount() == 0 {
+		t.Fatal("A kept no invalidation to publish")
+	}
+	if e := b.h.account.peek(cus); e.stale {
+		t.Fatal("B heard of a change A could not publish")
+	}
+
+	path.setCut(false)
+	a.clock.Advance(redisBackoff)
+	a.get(a.browser(), "/paywall/checkout?return=%2Fpremium%2Fa") // counted in Redis: A reaches it again
+	eventually(t, time.Second, "B hears the kept invalidation", func() bool { return b.h.account.peek(cus).stale })
+	if status, _ := b.problem(c, "/premium/a"); status != 402 {
+		t.Fatalf("B after A published: %d", status)
+	}
+}
+
+// One slow operation is not an outage for a change: an invalidation tries
+// Redis even while the request path leaves it alone after a failure.
+func TestRedisInvalidationTriesRedisDuringTheBackoff(t *testing.T) {
 	m := startRedis(t)
 	a := newWorld(t, withRedis(m.Addr()))
 	b := a.sibling(withRedis(m.Addr()))
@@ -255,24 +357,14 @@ func TestRedisInvalidationsKeptDuringAnOutageArePublishedAfter(t *testing.T) {
 		}
 	}
 	b.listening()
-
-	a.h.redis.failed(errors.New("cut off")) // A alone loses Redis
+	a.h.redis.failed(errors.New("i/o timeout")) // one slow operation
 	if err := a.fake.CancelSubscription(a.fake.Subscriptions(cus)[0].ID); err != nil {
 		t.Fatal(err)
 	}
 	a.fake.WaitDeliveries()
-	if status, _ := a.problem(c, "/premium/a"); status != 402 {
-		t.Fatalf("A after the cancellation: %d", status)
-	}
-	if e := b.h.account.peek(cus); e.stale {
-		t.Fatal("B heard of a change A could not publish")
-	}
-
-	a.clock.Advance(redisBackoff)
-	a.get(a.browser(), "/paywall/checkout?return=%2Fpremium%2Fa") // counted in Redis: A reaches it again
-	eventually(t, time.Second, "B hears the kept invalidation", func() bool { return b.h.account.peek(cus).stale })
-	if status, _ := b.problem(c, "/premium/a"); status != 402 {
-		t.Fatalf("B after A published: %d", status)
+	eventually(t, time.Second, "B hears the invalidation", func() bool { return b.h.account.peek(cus).stale })
+	if a.h.redis.out.Load() {
+		t.Fatal("the published invalidation did not end A's outage")
 	}
 }
 

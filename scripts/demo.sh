@@ -3,12 +3,19 @@
 # machine, offline, with no Stripe account. It builds Caddy with the plugin
 # and the Stripe sandbox, starts Mailpit (an SMTP server that keeps the
 # sign-in mails) and the sandbox in the background, and runs Caddy on
-# examples/demo/Caddyfile. Ctrl-C stops all three.
+# examples/demo/Caddyfile. When redis-server is installed (scripts/tools.sh
+# redis installs it on Debian), it also runs Redis and a second Caddy on the
+# next port, sharing it: the cluster of "Several instances" in the README.
+# Ctrl-C stops them all.
 #
 # Needs only Go. Settings, all optional:
 #   DEMO_PORT       the site's port (default 8080): http://localhost:$DEMO_PORT
 #   SANDBOX_PORT    the Stripe sandbox's port (default 12112)
 #   CADDY_ADMIN     Caddy's admin API address (default localhost:2019)
+#   DEMO_PORT2      the second instance's port (default DEMO_PORT + 1)
+#   CADDY_ADMIN2    its admin API address (default localhost:2020)
+#   REDIS_PORT      Redis's port (default 16379)
+#   DEMO_REDIS      off: no Redis and no second instance
 #   MAIL_PORT       Mailpit's web page and API port (default 8025)
 #   MAIL_SMTP_PORT  Mailpit's SMTP port (default 1025)
 #   CADDY_BIN       a Caddy binary with the plugin, rather than building one
@@ -23,6 +30,9 @@ sandbox_port=${SANDBOX_PORT:-12112}
 admin=${CADDY_ADMIN:-localhost:2019}
 mail_port=${MAIL_PORT:-8025}
 smtp_port=${MAIL_SMTP_PORT:-1025}
+port2=${DEMO_PORT2:-$((port + 1))}
+admin2=${CADDY_ADMIN2:-localhost:2020}
+redis_port=${REDIS_PORT:-16379}
 sandbox_url="http://127.0.0.1:$sandbox_port"
 mail_url="http://127.0.0.1:$mail_port"
 site_url="http://localhost:$port"
@@ -40,10 +50,11 @@ command -v go >/dev/null 2>&1 || die "Go is needed to build Caddy and the sandbo
 listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 for hp in "127.0.0.1 $port" "127.0.0.1 $sandbox_port" "${admin%:*} ${admin##*:}" \
-	"127.0.0.1 $mail_port" "127.0.0.1 $smtp_port"; do
+	"127.0.0.1 $mail_port" "127.0.0.1 $smtp_port" "127.0.0.1 $port2" "${admin2%:*} ${admin2##*:}" \
+	"127.0.0.1 $redis_port"; do
 	# shellcheck disable=SC2086
 	if listening $hp; then
-		die "port ${hp##* } is in use; stop what runs there, or set DEMO_PORT / SANDBOX_PORT / CADDY_ADMIN / MAIL_PORT / MAIL_SMTP_PORT"
+		die "port ${hp##* } is in use; stop what runs there, or set DEMO_PORT / SANDBOX_PORT / CADDY_ADMIN / MAIL_PORT / MAIL_SMTP_PORT / DEMO_PORT2 / CADDY_ADMIN2 / REDIS_PORT"
 	fi
 done
 
@@ -84,10 +95,18 @@ elif ! mailpit=$(find_mailpit); then
 	mailpit=$(find_mailpit) || die "Mailpit is still missing after scripts/tools.sh mailpit"
 fi
 
+# Redis, for the second instance: redis-server from PATH, else none (the
+# demo then runs one instance; scripts/tools.sh redis installs it on Debian).
+redis_server=
+if [ "${DEMO_REDIS:-}" != off ]; then
+	redis_server=$(command -v redis-server || true)
+	[ -n "$redis_server" ] || say "demo: no redis-server here (scripts/tools.sh redis installs it): one instance, no cluster"
+fi
+
 # Caddy's storage (the generated cookie key) and config folders, and
 # Mailpit's database, stay in .demo/, away from the user's own Caddy.
 state="$root/.demo"
-mkdir -p "$state/data" "$state/config"
+mkdir -p "$state/data" "$state/config" "$state/config2"
 # The sandbox forgets its customers when it stops: start with an empty
 # mailbox too, so that the sandbox's page shows only this run's mail.
 rm -f "$state/mailpit.db" "$state/mailpit.db-shm" "$state/mailpit.db-wal"
@@ -95,12 +114,14 @@ rm -f "$state/mailpit.db" "$state/mailpit.db-shm" "$state/mailpit.db-wal"
 mailpit_pid=
 sandbox_pid=
 caddy_pid=
+caddy2_pid=
+redis_pid=
 stop() {
 	trap - INT TERM EXIT
-	for pid in $caddy_pid $sandbox_pid $mailpit_pid; do
+	for pid in $caddy_pid $caddy2_pid $sandbox_pid $mailpit_pid $redis_pid; do
 		kill -TERM "$pid" 2>/dev/null || true
 	done
-	for pid in $caddy_pid $sandbox_pid $mailpit_pid; do
+	for pid in $caddy_pid $caddy2_pid $sandbox_pid $mailpit_pid $redis_pid; do
 		wait "$pid" 2>/dev/null || true
 	done
 }
@@ -143,7 +164,17 @@ wait_listening() {
 wait_listening Mailpit "$mailpit_pid" "$mail_port" "$smtp_port"
 wait_listening "the Stripe sandbox" "$sandbox_pid" "$sandbox_port"
 
-cat <<EOF
+redis_url=off
+if [ -n "$redis_server" ]; then
+	# Loopback only, in memory only.
+	"$redis_server" --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+		--dir "$state" --logfile "$state/redis.log" &
+	redis_pid=$!
+	wait_listening Redis "$redis_pid" "$redis_port"
+	redis_url="redis://127.0.0.1:$redis_port/0"
+fi
+
+cat <<WALK
 
 ------------------------------------------------------------------------
   Open $site_url in your browser.
@@ -161,6 +192,20 @@ cat <<EOF
   5. "Manage billing" at the foot of the article: the billing portal.
      Cancel the subscription, "Return to site": 402 again, "ended".
   6. Subscribe again to get back in.
+WALK
+if [ "$redis_url" != off ]; then
+	cat <<WALK
+  7. Several instances: a second Caddy serves http://localhost:$port2,
+     sharing Redis with the first. Open an article there: you are in,
+     with no Stripe read (the first instance's read is in Redis).
+     Cancel in the portal of :$port (its webhook reaches :$port only):
+     :$port2 answers "ended" within a second too.
+     The operator's view, on each instance's admin API:
+       curl $admin/paywall/stats
+       curl $admin/paywall/customers/<cus_… from the sandbox page>
+WALK
+fi
+cat <<WALK
 
   The sandbox's own page, with its sessions, subscriptions, webhook
   deliveries and mail: $sandbox_url
@@ -168,7 +213,7 @@ cat <<EOF
   Press Ctrl-C to stop.
 ------------------------------------------------------------------------
 
-EOF
+WALK
 
 env \
 	XDG_DATA_HOME="$state/data" \
@@ -179,14 +224,33 @@ env \
 	PAYWALL_PRICE="$price" \
 	DEMO_PORT="$port" \
 	DEMO_SMTP="127.0.0.1:$smtp_port" \
+	DEMO_REDIS="$redis_url" \
 	CADDY_ADMIN="$admin" \
 	"$caddy" run --config examples/demo/Caddyfile --adapter caddyfile &
 caddy_pid=$!
 
+if [ "$redis_url" != off ]; then
+	# The same storage folder: both instances sign cookies with the key
+	# the first generated there, as nodes that share storage do.
+	env \
+		XDG_DATA_HOME="$state/data" \
+		XDG_CONFIG_HOME="$state/config2" \
+		STRIPE_SECRET_KEY="$secret_key" \
+		STRIPE_WEBHOOK_SECRET="$webhook_secret" \
+		STRIPE_API_URL="$sandbox_url" \
+		PAYWALL_PRICE="$price" \
+		DEMO_PORT="$port2" \
+		DEMO_SMTP="127.0.0.1:$smtp_port" \
+		DEMO_REDIS="$redis_url" \
+		CADDY_ADMIN="$admin2" \
+		"$caddy" run --config examples/demo/Caddyfile --adapter caddyfile &
+	caddy2_pid=$!
+fi
+
 # Run until Caddy, the sandbox or Mailpit stops; Ctrl-C lands in the trap
 # above. (A loop rather than `wait -n`, which macOS's bash 3.2 lacks.)
 while kill -0 "$caddy_pid" 2>/dev/null && kill -0 "$sandbox_pid" 2>/dev/null &&
-	kill -0 "$mailpit_pid" 2>/dev/null; do
+	kill -0 "$mailpit_pid" 2>/dev/null && { [ -z "$caddy2_pid" ] || kill -0 "$caddy2_pid" 2>/dev/null; }; do
 	sleep 1 &
 	wait $! || true
 done
@@ -194,6 +258,10 @@ status=0
 if ! kill -0 "$caddy_pid" 2>/dev/null; then
 	wait "$caddy_pid" || status=$?
 	say "demo: Caddy stopped (status $status)"
+elif [ -n "$caddy2_pid" ] && ! kill -0 "$caddy2_pid" 2>/dev/null; then
+	wait "$caddy2_pid" || status=$?
+	say "demo: the second Caddy stopped (status $status)"
+	[ "$status" -ne 0 ] || status=1
 elif ! kill -0 "$sandbox_pid" 2>/dev/null; then
 	wait "$sandbox_pid" || status=$?
 	say "demo: the Stripe sandbox stopped (status $status)"
