@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/alicebob/miniredis/v2"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -151,9 +152,9 @@ var helloBody = []byte("hello")
 
 // entitledSite is a site with one paying customer whose state is cached,
 // and that customer's Cookie header.
-func entitledSite(tb testing.TB) (*benchSite, string) {
+func entitledSite(tb testing.TB, opts ...option) (*benchSite, string) {
 	tb.Helper()
-	s := newBenchSite(tb)
+	s := newBenchSite(tb, opts...)
 	cus := s.fake.CreateCustomer("reader@example.com")
 	s.fake.CreateSubscription(cus, testPrice, "active")
 	cookie := cookieHeader(tb, s.h, cus)
@@ -191,6 +192,25 @@ func BenchmarkGateCached(b *testing.B) {
 		})
 		if w.status != http.StatusOK {
 			b.Fatalf("status %d: the visitor was refused", w.status)
+		}
+	})
+	// The same with Redis configured: a customer in memory costs no Redis
+	// command (counted), so the hit must cost what it costs without.
+	b.Run("plugin_with_redis", func(b *testing.B) {
+		m := miniredis.RunT(b)
+		rs, rcookie := entitledSite(b, withRedis(m.Addr()))
+		base, _ := gateRequest(rcookie)
+		before, start := m.CommandCount(), time.Now()
+		w := benchPrepared(b, rs.h, func(w http.ResponseWriter) *http.Request {
+			return caddyhttp.PrepareRequest(base, caddy.NewReplacer(), w, nil)
+		})
+		if w.status != http.StatusOK {
+			b.Fatalf("status %d: the visitor was refused", w.status)
+		}
+		// The listener's subscription, and its ping once a second of
+		// silence, are all.
+		if n := m.CommandCount() - before; n > 2+int(time.Since(start)/redisPing) {
+			b.Fatalf("%d Redis commands during %d cache hits", n, b.N)
 		}
 	})
 	for _, gated := range []bool{false, true} {

@@ -610,3 +610,44 @@ func (c *countingStripe) reads() (total, most int) {
 	}
 	return total, most
 }
+
+// TestEconomyThreeInstancesShareReads: three instances behind a load
+// balancer, each customer's requests landing on any of them, over three
+// cache_ttl periods. Alone, each instance reads each customer once per
+// cache_ttl; sharing Redis, the cluster does.
+func TestEconomyThreeInstancesShareReads(t *testing.T) {
+	const customers, visits, periods = 200, 9, 3
+	for _, shared := range []bool{false, true} {
+		t.Run(map[bool]string{false: "alone", true: "redis"}[shared], func(t *testing.T) {
+			var opts []option
+			if shared {
+				opts = append(opts, withRedis(startRedis(t).Addr()))
+			}
+			a := newWorld(t, opts...)
+			insts := []*world{a, a.sibling(opts...), a.sibling(opts...)}
+			clients := make([]*http.Client, customers)
+			for i := range clients {
+				_, _, clients[i] = a.subscriber("active")
+			}
+			a.fake.ResetCalls()
+			for p := range periods {
+				for v := range visits {
+					for i, c := range clients {
+						inst := insts[(i+v+p)%len(insts)]
+						if resp := inst.get(c, "/premium/a"); resp.StatusCode != 200 {
+							t.Fatalf("period %d visit %d: %d", p, v, resp.StatusCode)
+						}
+					}
+				}
+				a.clock.Advance(time.Duration(a.h.CacheTTL) + time.Second)
+			}
+			reads := a.fake.Calls("GET /v1/subscriptions")
+			per := float64(reads) / customers / periods
+			t.Logf("3 instances, %d customers x %d requests per cache_ttl, %d periods: %d Stripe reads, %.2f per customer per cache_ttl",
+				customers, visits, periods, reads, per)
+			if want := map[bool]float64{false: 3, true: 1}[shared]; per != want {
+				t.Fatalf("%.2f reads per customer per cache_ttl, want %.0f", per, want)
+			}
+		})
+	}
+}
