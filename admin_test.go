@@ -498,7 +498,7 @@ func TestAdminStatsShowRedisLinksAndRefreshInvalidatesThroughEach(t *testing.T) 
 	if f, err := other.HGet(ctx, "paywall:cus:"+cus, "f").Result(); err != nil || f != strconv.FormatInt(now().UnixMilli(), 10) {
 		t.Errorf("Redis holds the facts read at %q (%v), want the refresh's read at %d", f, err, now().UnixMilli())
 	}
-	if msg, err := heard.ReceiveMessage(ctx); err != nil || !strings.HasSuffix(msg.Payload, " "+cus) {
+	if msg, err := heard.ReceiveMessage(ctx); err != nil || !strings.Contains(msg.Payload, `"c":"`+cus+`"`) {
 		t.Errorf("another instance heard %v (%v), want the customer's invalidation", msg, err)
 	}
 	if got := w.fake.Calls("GET /v1/subscriptions") - calls; got != 1 {

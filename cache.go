@@ -84,6 +84,10 @@ type account struct {
 	maxTTL  atomic.Int64
 	maxKeep atomic.Int64
 
+	// recheckBelow: entries whose read began before this epoch count as
+	// older than cache_ttl (see resubscribed).
+	recheckBelow atomic.Uint64
+
 	// What the admin API shows (admin.go): the Stripe reads of customers
 	// and how many failed, and the handlers that use the account.
 	stripeReads  atomic.Uint64
@@ -284,22 +288,14 @@ func (a *account) handlersSnapshot() []*Handler {
 // resubscribed is called when this instance hears invalidations again
 // after it could not (and when it first starts to): invalidations published
 // in between are lost to it, so every customer it holds counts as older
-// than cache_ttl. Known facts still serve while they are read again, and
-// the read asks Redis first, which holds the generation those facts must
-// match: a customer who did not change costs a Redis read, not a Stripe
-// one.
+// than cache_ttl. Known facts still serve while they are read again (their
+// read time and stale_if_error are theirs still), and the read asks Redis
+// first, which holds the generation those facts must match: a customer who
+// did not change costs a Redis read, not a Stripe one. One atomic store,
+// however many customers are held: the hits compare their entry's epoch
+// with it.
 func (a *account) resubscribed() {
-	t := now().UnixNano()
-	aged := t - a.maxTTL.Load() - 1
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for k, e := range a.customers {
-		if e.fetched > aged {
-			n := &customerEntry{subs: e.subs, fetched: aged, stale: e.stale, invalidated: e.invalidated, readEpoch: e.readEpoch, source: e.source}
-			n.used.Store(e.used.Load())
-			a.customers[k] = n
-		}
-	}
+	a.recheckBelow.Store(a.epoch.Add(1))
 }
 
 // peek returns a customer's entry without marking it used.
@@ -447,7 +443,7 @@ var errUnknownUnavailable = errors.New("customer state unknown and stripe unavai
 func (h *Handler) customerState(customer string, t int64) ([]subscriptionState, error) {
 	a := h.account
 	e := a.get(customer)
-	if e != nil && !e.stale && t-e.fetched < int64(h.CacheTTL) {
+	if e != nil && !e.stale && t-e.fetched < int64(h.CacheTTL) && e.readEpoch >= a.recheckBelow.Load() {
 		return e.subs, nil
 	}
 	// Known facts that merely aged past cache_ttl may answer if Stripe is
@@ -534,7 +530,7 @@ func (h *Handler) refreshCustomer(customer string, onlyKnown bool) (bool, error)
 func (h *Handler) invalidate(customer string) bool {
 	known := h.account.invalidate(customer)
 	if h.redis != nil {
-		h.redis.invalidate(customer, h.keep)
+		h.redis.invalidate(customer, h.account.keepFor())
 	}
 	return known
 }
@@ -579,12 +575,18 @@ func (h *Handler) readCustomer(customer string, force bool) ([]subscriptionState
 		if errors.Is(err, errStripeUnavailable) {
 			a.downUntil.Store(t + int64(outageBackoff))
 		}
+		if shared {
+			h.redis.release(customer, sf)
+		}
 		return nil, err
 	}
 	a.slow.Store(false)
 	a.store(customer, subs, t, start, fromStripe)
-	if shared {
-		h.redis.store(customer, sf, subs, t, h.keep)
+	if shared && !h.redis.store(customer, sf, subs, t, a.keepFor()) {
+		// A change was published while this read ran, perhaps
+		// while this instance could not hear it: read again at the
+		// next request.
+		a.invalidate(customer)
 	}
 	return subs, nil
 }
@@ -603,13 +605,13 @@ var (
 func (h *Handler) sharedRead(customer string, force bool) (sharedFacts, error) {
 	lockFor := time.Duration(h.StripeTimeout) + time.Second
 	sf, err := h.redis.begin(customer, force, time.Duration(h.CacheTTL), lockFor)
-	if err != nil || force || sf.fresh || sf.locked {
+	if err != nil || force || sf.fresh || sf.locked || sf.unreadable {
 		return sf, err
 	}
 	deadline := time.Now().Add(min(sharedReadWait, time.Duration(h.StripeTimeout)))
 	for time.Now().Before(deadline) {
 		time.Sleep(sharedReadPoll)
-		if sf, err = h.redis.begin(customer, false, time.Duration(h.CacheTTL), lockFor); err != nil || sf.fresh || sf.locked {
+		if sf, err = h.redis.begin(customer, false, time.Duration(h.CacheTTL), lockFor); err != nil || sf.fresh || sf.locked || sf.unreadable {
 			return sf, err
 		}
 	}

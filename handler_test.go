@@ -83,7 +83,7 @@ func provisionHandler(tb testing.TB, apiURL string, opts ...option) *Handler {
 	h.logger = zap.NewNop()
 	h.cookies.logger = h.logger
 	if h.redis != nil {
-		h.redis.logger = h.logger
+		h.redis.logger.Store(h.logger)
 	}
 	return h
 }

@@ -330,6 +330,31 @@ func (a *account) releaseLoginCache(key string) {
 	}
 }
 
+// hasLogins reports whether the account has login caches (a handler with
+// identity <placeholder>).
+func (a *account) hasLogins() bool {
+	a.loginsMu.Lock()
+	defer a.loginsMu.Unlock()
+	return len(a.logins) > 0
+}
+
+// loginMetadata is the part of a customer's metadata that the account's
+// login caches look logins up by; nil when none.
+func (a *account) loginMetadata(metadata map[string]string) map[string]string {
+	a.loginsMu.Lock()
+	defer a.loginsMu.Unlock()
+	var out map[string]string
+	for _, c := range a.logins {
+		if v, ok := metadata[c.metaKey]; ok && c.metaKey != "" {
+			if out == nil {
+				out = make(map[string]string)
+			}
+			out[c.metaKey] = v
+		}
+	}
+	return out
+}
+
 // forgetLogins drops what the account's login caches say when a webhook
 // says Stripe's customers changed (see loginCache.forget).
 func (a *account) forgetLogins(email string, metadata map[string]string, changed string) {

@@ -61,9 +61,11 @@ type limiter struct {
 	name   string     // the counters' name in Redis, before the address
 }
 
-func newLimiter(local *clientLimiter, spec limitSpec, shared *redisLink) *limiter {
+// newLimiter is a handler's limiter; tag names the account in Redis, whose
+// limits are counted apart from other accounts', as they are in memory.
+func newLimiter(local *clientLimiter, spec limitSpec, shared *redisLink, tag string) *limiter {
 	return &limiter{local: local, spec: spec, shared: shared,
-		name: "limit:" + strings.ReplaceAll(spec.kind, " ", "_") + ":" + strconv.Itoa(spec.n) + "/" + strconv.FormatInt(spec.window.Milliseconds(), 10) + ":"}
+		name: "limit:" + tag + ":" + strings.ReplaceAll(spec.kind, " ", "_") + ":" + strconv.Itoa(spec.n) + "/" + strconv.FormatInt(spec.window.Milliseconds(), 10) + ":"}
 }
 
 // allow takes one event for addr at t; when refused, wait is how long
@@ -71,7 +73,7 @@ func newLimiter(local *clientLimiter, spec limitSpec, shared *redisLink) *limite
 func (l *limiter) allow(addr string, t int64) (bool, time.Duration) {
 	ok, wait := l.local.allow(addr, t)
 	if l.shared.usable() {
-		if sok, swait, err := l.shared.limit(l.name+hashed(addr), time.Duration(l.local.interval), time.Duration(l.local.slack), t, true); err == nil {
+		if sok, swait, err := l.shared.limit(l.name+hashed(addr), time.Duration(l.local.interval), time.Duration(l.local.slack), true); err == nil {
 			return sok, swait
 		}
 	}
@@ -81,7 +83,7 @@ func (l *limiter) allow(addr string, t int64) (bool, time.Duration) {
 // wouldAllow reports whether allow would take an event, without taking it.
 func (l *limiter) wouldAllow(addr string, t int64) (bool, time.Duration) {
 	if l.shared.usable() {
-		if ok, wait, err := l.shared.limit(l.name+hashed(addr), time.Duration(l.local.interval), time.Duration(l.local.slack), t, false); err == nil {
+		if ok, wait, err := l.shared.limit(l.name+hashed(addr), time.Duration(l.local.interval), time.Duration(l.local.slack), false); err == nil {
 			return ok, wait
 		}
 	}
@@ -106,7 +108,7 @@ func (b budget) take(t int64) bool {
 	ok := b.local.take(t)
 	if b.shared.usable() {
 		interval := time.Duration(float64(time.Second) / b.local.rate)
-		if sok, _, err := b.shared.limit("budget:"+b.tag+":"+b.kind, interval, time.Duration(b.local.burst-1)*interval, t, true); err == nil {
+		if sok, _, err := b.shared.limit("budget:"+b.tag+":"+b.kind, interval, time.Duration(b.local.burst-1)*interval, true); err == nil {
 			return sok
 		}
 	}

@@ -337,17 +337,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.account = val.(*account)
-	h.keep = time.Duration(h.CacheTTL) + h.staleIfError
-	h.account.grow(h.CacheSize, time.Duration(h.CacheTTL), h.keep)
-	h.accountTag = hashed("account\x00" + h.poolKey)
-	h.account.register(h)
+	h.account.grow(h.CacheSize, time.Duration(h.CacheTTL), time.Duration(h.CacheTTL)+h.staleIfError)
+	// The key names the account in Redis (hashed: never the key), whatever
+	// API URL each instance reaches Stripe by.
+	h.accountTag = hashed("account\x00" + h.secretKey)
 	if err := h.provisionRedis(repl); err != nil {
 		return err
 	}
 
 	h.checkoutLimit = limitFrom(h.CheckoutLimit, "checkout", defaultCheckoutLimit, defaultCheckoutWindow)
 	if h.checkoutLimit.n > 0 {
-		h.limiter = newLimiter(h.account.limiter(h.checkoutLimit), h.checkoutLimit, h.redis)
+		h.limiter = newLimiter(h.account.limiter(h.checkoutLimit), h.checkoutLimit, h.redis, h.accountTag)
 	}
 	h.handleErrors = h.Refusals == refusalsHandleErrors
 	if err := h.provisionIdentity(repl); err != nil {
@@ -375,6 +375,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.page = page
 	}
 	registerMetrics(ctx)
+	// Last: the admin API may use the handler from now on.
+	h.account.register(h)
 	return nil
 }
 
@@ -466,6 +468,9 @@ func (h *Handler) Validate() error {
 // closes its Stripe client's idle connections, which would otherwise stay
 // open, one set per config reload, until their idle timeout.
 func (h *Handler) Cleanup() error {
+	if h.account != nil {
+		h.account.unregister(h) // first: the admin API stops using it
+	}
 	if h.stripe != nil {
 		h.stripe.close()
 	}
@@ -474,9 +479,6 @@ func (h *Handler) Cleanup() error {
 	}
 	if h.redis != nil {
 		h.account.releaseRedisLink(h.redis)
-	}
-	if h.account != nil {
-		h.account.unregister(h)
 	}
 	if s := h.signin; s != nil {
 		if s.addrs != nil {
@@ -617,10 +619,10 @@ func (h *Handler) provisionIdentity(repl *caddy.Replacer) error {
 		slots:   make(chan struct{}, signinConcurrentLookups),
 	}
 	if s.perAddr.n > 0 {
-		s.addrs = newLimiter(h.account.limiter(s.perAddr), s.perAddr, h.redis)
+		s.addrs = newLimiter(h.account.limiter(s.perAddr), s.perAddr, h.redis, h.accountTag)
 	}
 	if s.perIP.n > 0 {
-		s.ips = newLimiter(h.account.limiter(s.perIP), s.perIP, h.redis)
+		s.ips = newLimiter(h.account.limiter(s.perIP), s.perIP, h.redis, h.accountTag)
 	}
 	h.signin = s
 	return nil

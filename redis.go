@@ -67,6 +67,16 @@ var (
 	redisPing  = time.Second
 )
 
+func init() {
+	// go-redis writes its own lines to standard error (a failed dial,
+	// every time); the paywall logs an outage once, through Caddy.
+	redis.SetLogger(quietRedis{})
+}
+
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
 const (
 	defaultRedisPrefix = "paywall:"
 
@@ -86,8 +96,8 @@ type redisLink struct {
 	where   string // the URL without its password, for logs and the admin API
 	id      string // this instance, so that it skips its own invalidations
 	account *account
-	logger  *zap.Logger
-	users   int // handlers using it; guarded by account.linksMu
+	logger  atomic.Pointer[zap.Logger] // the last handler's to join: a reload may close the old ones'
+	users   int                        // handlers using it; guarded by account.linksMu
 
 	start  sync.Once
 	cancel context.CancelFunc
@@ -113,24 +123,28 @@ type redisLink struct {
 func redisSettings(raw string) (*redis.Options, string, error) {
 	opts, err := redis.ParseURL(raw)
 	if err != nil {
-		return nil, "", fmt.Errorf("redis: %s is not a Redis URL (redis://[:password@]host:port/db, rediss://… or unix:///path): %s",
-			redactedURL(raw), redactErr(err, raw))
+		// Not the parser's words: url.Parse quotes the whole URL, and
+		// with a password that holds a / or a ?, finds no password in
+		// it to hide.
+		return nil, "", fmt.Errorf("redis: %s is not a Redis URL: write redis://[:password@]host:port/db, rediss://… or unix:///path, "+
+			"with / ? # @ and %% in the password percent-encoded", redactedURL(raw))
 	}
 	opts.DialTimeout = 2 * redisTimeout
 	opts.ReadTimeout = redisTimeout
 	opts.WriteTimeout = redisTimeout
 	opts.PoolTimeout = redisTimeout
 	opts.ContextTimeoutEnabled = true
-	opts.MaxRetries = -1 // a retry would double the bound; the caller falls back instead
+	opts.MaxRetries = -1   // a retry would double the bound; the caller falls back instead
+	opts.DialerRetries = 1 // the same for connecting
 	opts.DisableIdentity = true
 	return opts, redactedURL(raw), nil
 }
 
-// redactedURL is a Redis URL with its password (and a username's) hidden.
+// redactedURL is a Redis URL with its user and password hidden.
 func redactedURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "(unparsable URL)"
+		return "(a URL that does not parse)"
 	}
 	if u.User != nil {
 		u.User = url.User("xxxxx")
@@ -138,32 +152,7 @@ func redactedURL(raw string) string {
 	return u.Redacted()
 }
 
-// redactErr is an error's text without the URL's user and password in it,
-// even when the URL does not parse (url.Parse's errors quote it whole).
-func redactErr(err error, raw string) string {
-	msg := err.Error()
-	if info := userinfo(raw); info != "" {
-		msg = strings.ReplaceAll(msg, info, "xxxxx")
-	}
-	return msg
-}
-
-// userinfo is the "user:password" of a URL, found as text.
-func userinfo(raw string) string {
-	_, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		return ""
-	}
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		rest = rest[:i]
-	}
-	if i := strings.LastIndex(rest, "@"); i > 0 {
-		return rest[:i]
-	}
-	return ""
-}
-
-func newRedisLink(opts *redis.Options, where, prefix string, a *account, logger *zap.Logger) *redisLink {
+func newRedisLink(opts *redis.Options, where, prefix string, a *account) *redisLink {
 	var id [8]byte
 	rand.Read(id[:])
 	return &redisLink{
@@ -172,7 +161,6 @@ func newRedisLink(opts *redis.Options, where, prefix string, a *account, logger 
 		where:   where,
 		id:      hex.EncodeToString(id[:]),
 		account: a,
-		logger:  logger,
 		done:    make(chan struct{}),
 		pending: make(map[string]struct{}),
 	}
@@ -190,9 +178,10 @@ func (a *account) redisLink(raw, prefix string, logger *zap.Logger) (*redisLink,
 	defer a.linksMu.Unlock()
 	l := a.links[key]
 	if l == nil {
-		l = newRedisLink(opts, where, prefix, a, logger)
+		l = newRedisLink(opts, where, prefix, a)
 		a.links[key] = l
 	}
+	l.logger.Store(logger)
 	l.users++
 	return l, nil
 }
@@ -263,9 +252,9 @@ func (l *redisLink) failed(err error) {
 	l.failures.Add(1)
 	if !l.out.Swap(true) {
 		l.outSince.Store(t)
-		l.logger.Warn("redis unavailable: each instance serves from its own memory and limits on its own until it returns; "+
+		l.logger.Load().Warn("redis unavailable: each instance serves from its own memory and limits on its own until it returns; "+
 			"this is logged once per outage (see the metric caddy_paywall_redis_errors_total)",
-			zap.String("redis", l.where), zap.Error(errors.New(redactErr(err, l.where))))
+			zap.String("redis", l.where), zap.Error(err))
 	}
 }
 
@@ -274,7 +263,7 @@ func (l *redisLink) failed(err error) {
 func (l *redisLink) ok() {
 	if l.out.Load() && l.out.Swap(false) {
 		since := time.Duration(now().UnixNano() - l.outSince.Load())
-		l.logger.Info("redis reachable again", zap.String("redis", l.where),
+		l.logger.Load().Info("redis reachable again", zap.String("redis", l.where),
 			zap.Duration("outage", since), zap.Uint64("failed_operations", l.failures.Swap(0)))
 		l.account.reads.Add(1)
 		go func() {
@@ -331,20 +320,31 @@ return {g, s, f, fg, locked}
 `)
 
 // storeScript keeps a Stripe read made in generation ARGV[1], unless an
-// invalidation came since or a later read of the same generation is
-// there, and gives up the lock if this read held it.
-// KEYS: cus, lock. ARGV: generation, read ms, facts, ttl ms, token.
+// invalidation came since (-1) or a later read of the same generation is
+// there (0), and gives up the lock if this read held it. With replace, it
+// replaces what is there in the same generation (facts it cannot read).
+// KEYS: cus, lock. ARGV: generation, read ms, facts, ttl ms, token, replace.
 var storeScript = redis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'g', 'f', 'fg')
 local g = tonumber(h[1]) or 0
-local stored = 0
-if g == tonumber(ARGV[1]) and ((tonumber(h[3]) or -1) ~= g or (tonumber(h[2]) or 0) < tonumber(ARGV[2])) then
-	redis.call('HSET', KEYS[1], 'g', g, 's', ARGV[3], 'f', ARGV[2], 'fg', g)
-	redis.call('PEXPIRE', KEYS[1], ARGV[4])
-	stored = 1
+local stored = -1
+if g == tonumber(ARGV[1]) then
+	stored = 0
+	if ARGV[6] == '1' or (tonumber(h[3]) or -1) ~= g or (tonumber(h[2]) or 0) < tonumber(ARGV[2]) then
+		redis.call('HSET', KEYS[1], 'g', g, 's', ARGV[3], 'f', ARGV[2], 'fg', g)
+		stored = 1
+	end
+	if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 end
 if redis.call('GET', KEYS[2]) == ARGV[5] then redis.call('DEL', KEYS[2]) end
 return stored
+`)
+
+// releaseScript gives up a read's lock, if it still holds it.
+// KEYS: lock. ARGV: token.
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 `)
 
 // invalidateScript raises a customer's generation, so that no instance
@@ -352,35 +352,39 @@ return stored
 // KEYS: cus. ARGV: ttl ms, channel, message.
 var invalidateScript = redis.NewScript(`
 local g = redis.call('HINCRBY', KEYS[1], 'g', 1)
-if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return g
 `)
 
 // gcraScript is clientLimiter's generic cell rate algorithm in Redis: it
 // returns 0 when an event is allowed (and, with take, counts it), else how
-// many milliseconds until one would be.
-// KEYS: counter. ARGV: now ms, interval ms, slack ms, take.
+// many milliseconds until one would be. Its clock is Redis's, which every
+// instance shares: the budgets' slack of a second or two is less than the
+// clocks of two machines may differ.
+// KEYS: counter. ARGV: interval ms, slack ms, take.
 var gcraScript = redis.NewScript(`
-local t = tonumber(ARGV[1])
-local interval = tonumber(ARGV[2])
-local slack = tonumber(ARGV[3])
+local now = redis.call('TIME')
+local t = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local slack = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1])) or t
 if tat < t then tat = t end
 if tat - t > slack then return tat - t - slack end
-if ARGV[4] == '1' then redis.call('SET', KEYS[1], tat + interval, 'PX', tat + interval - t) end
+if ARGV[3] == '1' then redis.call('SET', KEYS[1], tat + interval, 'PX', tat + interval - t) end
 return 0
 `)
 
 // sharedFacts is what Redis holds about a customer when a read begins.
 type sharedFacts struct {
-	gen      int64
-	subs     []subscriptionState // nil when Redis holds none
-	fetched  int64               // unix nanos of their Stripe read
-	current  bool                // read in the current generation
-	fresh    bool                // current, and younger than cache_ttl
-	locked   bool                // this read holds the lock
-	lockName string
+	gen        int64
+	subs       []subscriptionState // nil when Redis holds none
+	fetched    int64               // unix nanos of their Stripe read
+	current    bool                // read in the current generation
+	fresh      bool                // current, and younger than cache_ttl
+	locked     bool                // this read holds the lock
+	lockName   string
+	unreadable bool // facts Redis holds that this version cannot read
 }
 
 // begin asks Redis for a customer's facts before a Stripe read; with force
@@ -413,9 +417,10 @@ func (l *redisLink) begin(customer string, force bool, ttl, lockFor time.Duratio
 	}
 	if s != "" {
 		if err := json.Unmarshal([]byte(s), &sf.subs); err != nil {
-			// Not ours to trust (another version wrote it, or not us):
-			// the Stripe read that follows writes it anew.
-			sf.subs, sf.current = nil, false
+			// Not ours to read (another version wrote it): read
+			// Stripe at once, not after waiting for a lock nobody
+			// took; the read writes the facts anew.
+			sf.subs, sf.current, sf.unreadable = nil, false, true
 		} else {
 			if sf.subs == nil {
 				sf.subs = []subscriptionState{}
@@ -428,20 +433,36 @@ func (l *redisLink) begin(customer string, force bool, ttl, lockFor time.Duratio
 }
 
 // store writes a Stripe read made in the generation begin gave, and
-// releases the read's lock.
-func (l *redisLink) store(customer string, sf sharedFacts, subs []subscriptionState, fetched int64, keep time.Duration) {
+// releases the read's lock. It reports false when an invalidation came
+// since the read began: the read may be older than the change.
+func (l *redisLink) store(customer string, sf sharedFacts, subs []subscriptionState, fetched int64, keep time.Duration) bool {
 	if subs == nil {
 		subs = []subscriptionState{}
 	}
 	b, err := json.Marshal(subs)
 	if err != nil {
+		return true
+	}
+	ctx, cancel := l.ctx()
+	defer cancel()
+	replace := "0"
+	if sf.unreadable {
+		replace = "1"
+	}
+	res, err := storeScript.Run(ctx, l.client, []string{l.key("cus", customer), l.key("lock", customer)},
+		sf.gen, time.Unix(0, fetched).UnixMilli(), b, keep.Milliseconds(), sf.lockName, replace).Int64()
+	return l.result(err) != nil || res >= 0
+}
+
+// release gives up a read's lock when the read failed, so that the next
+// read, here or on another instance, need not wait for it to expire.
+func (l *redisLink) release(customer string, sf sharedFacts) {
+	if !sf.locked {
 		return
 	}
 	ctx, cancel := l.ctx()
 	defer cancel()
-	err = storeScript.Run(ctx, l.client, []string{l.key("cus", customer), l.key("lock", customer)},
-		sf.gen, time.Unix(0, fetched).UnixMilli(), b, keep.Milliseconds(), sf.lockName).Err()
-	l.result(err)
+	l.result(releaseScript.Run(ctx, l.client, []string{l.key("lock", customer)}, sf.lockName).Err())
 }
 
 // invalidate tells every instance that a customer changed. When Redis
@@ -463,18 +484,42 @@ func (l *redisLink) publish(customer string, keep time.Duration) error {
 	ctx, cancel := l.ctx()
 	defer cancel()
 	err := invalidateScript.Run(ctx, l.client, []string{l.key("cus", customer)},
-		keep.Milliseconds(), l.key("invalidate"), l.id+" "+customer).Err()
+		keep.Milliseconds(), l.key("invalidate"), l.message(news{Customer: customer})).Err()
 	return l.result(err)
+}
+
+// news is what an instance tells the others: a customer whose facts
+// changed, and what the login caches must forget (see loginCache.forget):
+// a changed customer's email, or the metadata value that names them.
+type news struct {
+	From     string            `json:"i"`
+	Customer string            `json:"c,omitempty"`
+	Email    string            `json:"e,omitempty"`
+	Metadata map[string]string `json:"m,omitempty"`
+}
+
+func (l *redisLink) message(n news) string {
+	n.From = l.id
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+// forgetLogins tells the other instances' login caches what a webhook
+// told this one's. Lost while Redis is down: their entries then last the
+// login cache's own lifetime.
+func (l *redisLink) forgetLogins(email string, metadata map[string]string, customer string) {
+	l.ensure()
+	ctx, cancel := l.ctx()
+	defer cancel()
+	l.result(l.client.Publish(ctx, l.key("invalidate"), l.message(news{Customer: customer, Email: email, Metadata: metadata})).Err())
 }
 
 func (l *redisLink) keepPending(customer string) {
 	l.pendingMu.Lock()
 	defer l.pendingMu.Unlock()
-	if len(l.pending) >= maxPendingInvalidations {
-		if !l.overflow {
-			l.overflow = true
-			invalidations.WithLabelValues("lost").Inc()
-		}
+	if _, ok := l.pending[customer]; !ok && len(l.pending) >= maxPendingInvalidations {
+		l.overflow = true
+		invalidations.WithLabelValues("lost").Inc()
 		return
 	}
 	l.pending[customer] = struct{}{}
@@ -572,28 +617,35 @@ func (l *redisLink) receive(ctx context.Context, ps *redis.PubSub) {
 	}
 }
 
-// heard applies another instance's invalidation: the customer's facts
-// here are marked stale, and the login caches forget the customer.
+// heard applies another instance's news: the customer's facts here are
+// marked stale, and the login caches forget what the news says changed.
 func (l *redisLink) heard(payload string) {
-	from, customer, ok := strings.Cut(payload, " ")
-	if !ok || from == l.id || !validCustomerID(customer) {
+	var n news
+	if json.Unmarshal([]byte(payload), &n) != nil || n.From == l.id {
+		return
+	}
+	if n.Customer != "" && !validCustomerID(n.Customer) {
 		return
 	}
 	invalidations.WithLabelValues("received").Inc()
-	l.account.invalidate(customer)
-	l.account.forgetLogins("", nil, customer)
+	if n.Customer != "" {
+		l.account.invalidate(n.Customer)
+	}
+	l.account.forgetLogins(n.Email, n.Metadata, n.Customer)
 }
 
 // limit runs the limiter script for a counter; take counts the event.
-func (l *redisLink) limit(name string, interval, slack time.Duration, t int64, take bool) (bool, time.Duration, error) {
+func (l *redisLink) limit(name string, interval, slack time.Duration, take bool) (bool, time.Duration, error) {
 	ctx, cancel := l.ctx()
 	defer cancel()
 	taking := "0"
 	if take {
 		taking = "1"
 	}
+	// Milliseconds: a limit of more than a thousand a second counts as
+	// a thousand a second here.
 	wait, err := gcraScript.Run(ctx, l.client, []string{l.key(name)},
-		time.Unix(0, t).UnixMilli(), interval.Milliseconds(), slack.Milliseconds(), taking).Int64()
+		max(1, interval.Milliseconds()), slack.Milliseconds(), taking).Int64()
 	if l.result(err) != nil {
 		return false, 0, err
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -183,7 +184,7 @@ func TestRedisOutageFallsBackAndRecovers(t *testing.T) {
 	a := newWorld(t, withRedis(m.Addr()))
 	b := a.sibling(withRedis(m.Addr()))
 	core, logs := observer.New(zap.InfoLevel)
-	a.h.redis.logger = zap.New(core)
+	a.h.redis.logger.Store(zap.New(core))
 
 	c := a.browser()
 	cus := a.subscribe(c, "/premium/a")
@@ -376,19 +377,29 @@ func TestRedisRecoveryRechecksWhatWasCachedDuringTheGap(t *testing.T) {
 		t.Fatalf("subscribed: %d", resp.StatusCode)
 	}
 	a.listening()
-	fetched := a.h.account.peek(cus).fetched
+	a.clock.Advance(time.Second)
+	reads := m.CommandCount()
 
 	// What this instance held when it heard again counts as older than
-	// cache_ttl: the next request checks it.
+	// cache_ttl: the next request checks it against Redis. The facts
+	// keep their own read time, for stale_if_error.
+	before := a.h.account.peek(cus)
 	a.h.account.resubscribed()
-	if e := a.h.account.peek(cus); a.clock.Now().UnixNano()-e.fetched <= int64(a.h.CacheTTL) || e.stale {
-		t.Fatalf("after a gap: fetched %d (was %d), stale %v; want aged past cache_ttl, not stale", e.fetched, fetched, e.stale)
-	}
 	if resp := a.get(c, "/premium/a"); resp.StatusCode != 200 {
 		t.Fatalf("after the gap: %d", resp.StatusCode)
 	}
-	if e := a.h.account.peek(cus); a.clock.Now().UnixNano()-e.fetched > int64(a.h.CacheTTL) {
-		t.Fatal("the aged entry was not read again")
+	after := a.h.account.peek(cus)
+	if m.CommandCount() == reads || after.source != fromRedis || after.fetched != before.fetched {
+		t.Fatalf("after a gap: %d Redis commands, source %d, fetched %d (was %d); want the facts checked against Redis, read time kept",
+			m.CommandCount()-reads, after.source, after.fetched, before.fetched)
+	}
+	if n := a.fake.Calls("GET /v1/subscriptions"); n != 1 {
+		t.Fatalf("%d Stripe reads: an unchanged customer costs none after a gap", n)
+	}
+	reads = m.CommandCount()
+	a.get(c, "/premium/a")
+	if m.CommandCount() != reads {
+		t.Fatal("the checked entry asked Redis again")
 	}
 }
 
@@ -508,5 +519,96 @@ func TestRedisStripeOutageServesWhatAnotherInstanceRead(t *testing.T) {
 	a.clock.Advance(25 * time.Hour) // past stale_if_error
 	if resp := a.sibling(withRedis(m.Addr())).get(payer, "/premium/a"); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("beyond stale_if_error: %d, want 503", resp.StatusCode)
+	}
+}
+
+// A site's user whom another instance knew as "no customer" is let in
+// there too once they have paid: the webhook's news reaches every
+// instance's login cache.
+func TestRedisLoginCachesForgetOnEveryInstance(t *testing.T) {
+	m := startRedis(t)
+	a := loginWorld(t, loginEmail, "", withRedis(m.Addr()))
+	b := a.sibling(withRedis(m.Addr()), func(h *Handler) {
+		h.Identity = &Identity{Source: "{http.auth.user.id}", Kind: loginEmail}
+	})
+	b.auth = a.auth
+	const user = "dan@example.com"
+	for _, inst := range []*world{a, b} {
+		if resp := inst.as(user, http.MethodGet, "/premium/a"); resp.StatusCode != http.StatusPaymentRequired {
+			t.Fatalf("before paying: %d", resp.StatusCode)
+		}
+	}
+	b.listening()
+	cus := a.fake.CreateCustomer(user)
+	a.fake.CreateSubscription(cus, testPrice, "active")
+	obj, _ := a.fake.Object(cus)
+	if _, err := a.fake.SendEvent("customer.created", obj); err != nil { // delivered to A only
+		t.Fatal(err)
+	}
+	a.fake.WaitDeliveries()
+	eventually(t, time.Second, "B lets the user in", func() bool {
+		return b.as(user, http.MethodGet, "/premium/a").StatusCode == http.StatusOK
+	})
+}
+
+// A read that fails gives up its lock at once: the next read, on any
+// instance, does not wait for it to expire.
+func TestRedisAFailedReadReleasesItsLock(t *testing.T) {
+	m := startRedis(t)
+	a := newWorld(t, withRedis(m.Addr()))
+	cus, _, _ := a.subscriber("active")
+	a.fake.SetOutage(stripefake.OutageErrors)
+	if _, err := a.h.readCustomer(cus, false); err == nil {
+		t.Fatal("the read succeeded during an outage")
+	}
+	if m.Exists("paywall:lock:" + cus) {
+		t.Fatal("a failed read kept its lock")
+	}
+}
+
+// Facts this version cannot read are read again from Stripe at once, not
+// after waiting for a lock nobody takes.
+func TestRedisUnreadableFactsAreReadAgain(t *testing.T) {
+	m := startRedis(t)
+	a := newWorld(t, withRedis(m.Addr()))
+	cus, _, c := a.subscriber("active")
+	m.HSet("paywall:cus:"+cus, "g", "0", "fg", "0", "f", strconv.FormatInt(a.clock.Now().UnixMilli(), 10), "s", "not json")
+	old := sharedReadWait
+	sharedReadWait = time.Hour // a wait would hang the test
+	t.Cleanup(func() { sharedReadWait = old })
+	if resp := a.get(c, "/premium/a"); resp.StatusCode != 200 {
+		t.Fatalf("with unreadable facts in Redis: %d", resp.StatusCode)
+	}
+	if s := m.HGet("paywall:cus:"+cus, "s"); !strings.HasPrefix(s, "[") {
+		t.Fatalf("Redis holds %q, want the facts written anew", s)
+	}
+}
+
+// A read during which the customer changed, news this instance did not
+// hear (a gap in its subscription), is not kept as fresh here either.
+func TestRedisAReadOvertakenByAChangeIsNotKeptFresh(t *testing.T) {
+	m := startRedis(t)
+	a := newWorld(t, withRedis(m.Addr()))
+	cus, _, c := a.subscriber("active")
+	a.fake.SetLatency(300 * time.Millisecond)
+	done := make(chan int)
+	go func() {
+		resp, err := c.Get(a.site.URL + "/premium/a")
+		if err != nil {
+			done <- -1
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	eventually(t, 5*time.Second, "the read takes its lock", func() bool { return m.Exists("paywall:lock:" + cus) })
+	if _, err := m.HIncrBy("paywall:cus:"+cus, "g", 1); err != nil { // changed, and nobody told this instance
+		t.Fatal(err)
+	}
+	if code := <-done; code != 200 {
+		t.Fatalf("the request: %d", code)
+	}
+	if e := a.h.account.peek(cus); e == nil || !e.stale {
+		t.Fatalf("entry %+v: a read older than the change is kept as fresh", e)
 	}
 }

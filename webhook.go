@@ -110,18 +110,29 @@ func (h *Handler) forgetLogins(ev *webhookEvent, customer string) {
 	obj := &ev.Data.Object
 	switch ev.Type {
 	case "customer.created":
-		h.account.forgetLogins(obj.Email, obj.Metadata, "")
+		h.forgetLoginsEverywhere(obj.Email, obj.Metadata, "")
 	case "customer.updated", "customer.deleted":
 		if obj.Object == "customer" {
-			h.account.forgetLogins(obj.Email, obj.Metadata, customer)
+			h.forgetLoginsEverywhere(obj.Email, obj.Metadata, customer)
 		}
 	case "checkout.session.completed":
 		email := obj.CustomerDetails.Email
 		if email == "" {
 			email = obj.CustomerEmail
 		}
-		h.account.forgetLogins(email, nil, "")
+		h.forgetLoginsEverywhere(email, nil, "")
 	}
+}
+
+// forgetLoginsEverywhere makes this instance's login caches forget, and,
+// with Redis, every instance's that has any: with only the metadata
+// values the account's caches look logins up by.
+func (h *Handler) forgetLoginsEverywhere(email string, metadata map[string]string, customer string) {
+	h.account.forgetLogins(email, metadata, customer)
+	if h.redis == nil || !h.account.hasLogins() {
+		return
+	}
+	h.redis.forgetLogins(email, h.account.loginMetadata(metadata), customer)
 }
 
 // eventCustomer returns the customer an event is about, for the event types
