@@ -167,7 +167,7 @@ func start(t testing.TB, bin, caddyfile string, env map[string]string) (*Instanc
 	cmd.Stderr = inst.logs
 	// Its own process group, so a ^C in the terminal reaches the test
 	// first and Caddy is stopped by the cleanup, in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %v", bin, err)
 	}
