@@ -1,6 +1,7 @@
 package paywall
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -610,5 +611,30 @@ func TestRedisAReadOvertakenByAChangeIsNotKeptFresh(t *testing.T) {
 	}
 	if e := a.h.account.peek(cus); e == nil || !e.stale {
 		t.Fatalf("entry %+v: a read older than the change is kept as fresh", e)
+	}
+}
+
+// A config reload provisions the new handlers before it cleans up the old:
+// handlers of one account and Redis share one client, which outlives the
+// reload and closes with the last handler.
+func TestRedisClientOutlivesAReload(t *testing.T) {
+	m := startRedis(t)
+	old := provisionHandler(t, "http://127.0.0.1:1", withRedis(m.Addr()))
+	renewed := provisionHandler(t, "http://127.0.0.1:1", withRedis(m.Addr()))
+	if old.redis != renewed.redis {
+		t.Fatal("two handlers of one account and Redis have a client each")
+	}
+	if err := old.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if err := renewed.redis.client.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("the client after the old handler's cleanup: %v", err)
+	}
+	link := renewed.redis
+	if err := renewed.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if err := link.client.Ping(context.Background()).Err(); err == nil {
+		t.Fatal("the client is still open after the last handler's cleanup")
 	}
 }
