@@ -73,6 +73,21 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// payerOnBoth subscribes a browser through a and has b, once listening,
+// serve it too: both instances hold the customer.
+func payerOnBoth(a, b *world) (*http.Client, string) {
+	a.t.Helper()
+	c := a.browser()
+	cus := a.subscribe(c, "/premium/a")
+	for _, inst := range []*world{a, b} {
+		if resp := inst.get(c, "/premium/a"); resp.StatusCode != 200 {
+			a.t.Fatalf("a payer: %d", resp.StatusCode)
+		}
+	}
+	b.listening()
+	return c, cus
+}
+
 // listening waits until an instance hears invalidations.
 func (w *world) listening() {
 	w.t.Helper()
@@ -153,14 +168,7 @@ func TestRedisInvalidationReachesEveryInstance(t *testing.T) {
 	m := startRedis(t)
 	a := newWorld(t, withRedis(m.Addr()))
 	b := a.sibling(withRedis(m.Addr()))
-	c := a.browser()
-	cus := a.subscribe(c, "/premium/a")
-	for _, inst := range []*world{a, b} {
-		if resp := inst.get(c, "/premium/a"); resp.StatusCode != 200 {
-			t.Fatalf("subscribed: %d", resp.StatusCode)
-		}
-	}
-	b.listening()
+	c, cus := payerOnBoth(a, b)
 
 	// The webhook reaches A only (the fake delivers to A's site).
 	if err := a.fake.CancelSubscription(a.fake.Subscriptions(cus)[0].ID); err != nil {
@@ -187,15 +195,8 @@ func TestRedisOutageFallsBackAndRecovers(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	a.h.redis.logger.Store(zap.New(core))
 
-	c := a.browser()
-	cus := a.subscribe(c, "/premium/a")
+	c, cus := payerOnBoth(a, b)
 	_, _, other := a.subscriber("active")
-	for _, inst := range []*world{a, b} {
-		if resp := inst.get(c, "/premium/a"); resp.StatusCode != 200 {
-			t.Fatalf("before the outage: %d", resp.StatusCode)
-		}
-	}
-	b.listening()
 	heard := b.h.redis.subscribed.Load()
 	addr := m.Addr()
 	m.Close()
@@ -312,14 +313,7 @@ func TestRedisInvalidationsKeptDuringAnOutageArePublishedAfter(t *testing.T) {
 	path := newForwarder(t, m.Addr())
 	a := newWorld(t, withRedis(path.addr()))
 	b := a.sibling(withRedis(m.Addr()))
-	c := a.browser()
-	cus := a.subscribe(c, "/premium/a")
-	for _, inst := range []*world{a, b} {
-		if resp := inst.get(c, "/premium/a"); resp.StatusCode != 200 {
-			t.Fatalf("subscribed: %d", resp.StatusCode)
-		}
-	}
-	b.listening()
+	c, cus := payerOnBoth(a, b)
 
 	path.setCut(true) // A alone loses Redis
 	if err := a.fake.CancelSubscription(a.fake.Subscriptions(cus)[0].ID); err != nil {
@@ -351,14 +345,7 @@ func TestRedisInvalidationTriesRedisDuringTheBackoff(t *testing.T) {
 	m := startRedis(t)
 	a := newWorld(t, withRedis(m.Addr()))
 	b := a.sibling(withRedis(m.Addr()))
-	c := a.browser()
-	cus := a.subscribe(c, "/premium/a")
-	for _, inst := range []*world{a, b} {
-		if resp := inst.get(c, "/premium/a"); resp.StatusCode != 200 {
-			t.Fatalf("subscribed: %d", resp.StatusCode)
-		}
-	}
-	b.listening()
+	_, cus := payerOnBoth(a, b)
 	a.h.redis.failed(errors.New("i/o timeout")) // one slow operation
 	if err := a.fake.CancelSubscription(a.fake.Subscriptions(cus)[0].ID); err != nil {
 		t.Fatal(err)
