@@ -273,8 +273,13 @@ func (l *redisLink) ok() {
 	}
 }
 
-// result notes the outcome of an operation; redis.Nil is an answer.
+// result notes the outcome of an operation; redis.Nil is an answer, and a
+// client closed because no handler uses it any more (a request still under
+// way during a reload that dropped redis) is no outage.
 func (l *redisLink) result(err error) error {
+	if errors.Is(err, redis.ErrClosed) {
+		return err
+	}
 	if err != nil && !errors.Is(err, redis.Nil) {
 		l.failed(err)
 		return err
