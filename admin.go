@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -146,7 +145,7 @@ func adminAccounts() []adminAccount {
 				slices.Compare(x.prices, y.prices), slices.Compare(x.products, y.products))
 		})
 		if len(v.handlers) > 0 {
-			v.apiURL = shownURL(v.handlers[0].apiURL)
+			v.apiURL = redactedURL(v.handlers[0].apiURL)
 		}
 		out = append(out, v)
 		return true
@@ -155,19 +154,6 @@ func adminAccounts() []adminAccount {
 		return cmp.Or(strings.Compare(x.name, y.name), strings.Compare(x.apiURL, y.apiURL))
 	})
 	return out
-}
-
-// shownURL is an API URL as the admin API shows it: without user
-// information, which could hold a password.
-func shownURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	if u.User != nil {
-		u.User = url.User("xxxxx")
-	}
-	return u.Redacted()
 }
 
 func handleAdminStats(w http.ResponseWriter, r *http.Request) error {

@@ -56,7 +56,6 @@ func limitFrom(l *Limit, kind string, n int, window time.Duration) limitSpec {
 // whenever Redis does not.
 type limiter struct {
 	local  *clientLimiter
-	spec   limitSpec
 	shared *redisLink // nil without Redis
 	name   string     // the counters' name in Redis, before the address
 }
@@ -64,7 +63,7 @@ type limiter struct {
 // newLimiter is a handler's limiter; tag names the account in Redis, whose
 // limits are counted apart from other accounts', as they are in memory.
 func newLimiter(local *clientLimiter, spec limitSpec, shared *redisLink, tag string) *limiter {
-	return &limiter{local: local, spec: spec, shared: shared,
+	return &limiter{local: local, shared: shared,
 		name: "limit:" + tag + ":" + strings.ReplaceAll(spec.kind, " ", "_") + ":" + strconv.Itoa(spec.n) + "/" + strconv.FormatInt(spec.window.Milliseconds(), 10) + ":"}
 }
 

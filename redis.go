@@ -54,8 +54,8 @@ import (
 // for when it hears again; what an instance could not publish while Redis
 // was down, it publishes when Redis returns (see pending).
 
-// The bounds on Redis: one operation may take redisTimeout (connecting,
-// twice that); after a failure, the request path leaves Redis alone for
+// The bounds on Redis: one operation may take redisTimeout, connecting
+// included; after a failure, the request path leaves Redis alone for
 // redisBackoff, so that an outage costs a request nothing after the first.
 var (
 	redisTimeout = 50 * time.Millisecond
@@ -129,7 +129,7 @@ func redisSettings(raw string) (*redis.Options, string, error) {
 		return nil, "", fmt.Errorf("redis: %s is not a Redis URL: write redis://[:password@]host:port/db, rediss://… or unix:///path, "+
 			"with / ? # @ and %% in the password percent-encoded", redactedURL(raw))
 	}
-	opts.DialTimeout = 2 * redisTimeout
+	opts.DialTimeout = redisTimeout
 	opts.ReadTimeout = redisTimeout
 	opts.WriteTimeout = redisTimeout
 	opts.PoolTimeout = redisTimeout
@@ -140,7 +140,8 @@ func redisSettings(raw string) (*redis.Options, string, error) {
 	return opts, redactedURL(raw), nil
 }
 
-// redactedURL is a Redis URL with its user and password hidden.
+// redactedURL is a URL (Redis's, or the admin API's Stripe API URL) with
+// its user and password hidden.
 func redactedURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -385,8 +386,7 @@ type sharedFacts struct {
 	gen        int64
 	subs       []subscriptionState // nil when Redis holds none
 	fetched    int64               // unix nanos of their Stripe read
-	current    bool                // read in the current generation
-	fresh      bool                // current, and younger than cache_ttl
+	fresh      bool                // read in the current generation, younger than cache_ttl
 	locked     bool                // this read holds the lock
 	lockName   string
 	unreadable bool // facts Redis holds that this version cannot read
@@ -416,7 +416,7 @@ func (l *redisLink) begin(customer string, force bool, ttl, lockFor time.Duratio
 	f, _ := res[2].(int64)
 	fg, _ := res[3].(int64)
 	locked, _ := res[4].(int64)
-	sf := sharedFacts{gen: gen, current: fg == gen, locked: locked == 1}
+	sf := sharedFacts{gen: gen, locked: locked == 1}
 	if locked == 1 {
 		sf.lockName = token
 	}
@@ -425,13 +425,13 @@ func (l *redisLink) begin(customer string, force bool, ttl, lockFor time.Duratio
 			// Not ours to read (another version wrote it): read
 			// Stripe at once, not after waiting for a lock nobody
 			// took; the read writes the facts anew.
-			sf.subs, sf.current, sf.unreadable = nil, false, true
+			sf.subs, sf.unreadable = nil, true
 		} else {
 			if sf.subs == nil {
 				sf.subs = []subscriptionState{}
 			}
 			sf.fetched = time.UnixMilli(f).UnixNano()
-			sf.fresh = sf.current && !force && t.UnixNano()-sf.fetched < int64(ttl)
+			sf.fresh = fg == gen && !force && t.UnixNano()-sf.fetched < int64(ttl)
 		}
 	}
 	return sf, nil
