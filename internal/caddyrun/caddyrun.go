@@ -166,8 +166,10 @@ func start(t testing.TB, bin, caddyfile string, env map[string]string) (*Instanc
 	cmd.Stdout = inst.logs
 	cmd.Stderr = inst.logs
 	// Its own process group, so a ^C in the terminal reaches the test
-	// first and Caddy is stopped by the cleanup, in order.
-	cmd.SysProcAttr = procAttr()
+	// first and Caddy is stopped by the cleanup, in order; killed by the
+	// kernel if the test binary dies without its cleanups.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	child.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %v", bin, err)
 	}

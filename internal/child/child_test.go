@@ -2,8 +2,11 @@ package child
 
 import (
 	"fmt"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestFreePortsDiffer(t *testing.T) {
@@ -35,5 +38,20 @@ func TestOutputTakesConcurrentWrites(t *testing.T) {
 	wg.Wait()
 	if o.Len() != 8*100*2 || len(o.String()) != o.Len() {
 		t.Fatalf("%d bytes, want %d", o.Len(), 8*100*2)
+	}
+}
+
+func TestProcessThatExitsIsNotReady(t *testing.T) {
+	var out Output
+	p, err := Start(exec.Command("sh", "-c", "echo bye; exit 3"), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.WaitReady(time.Now().Add(time.Minute), func() bool { return false })
+	if err == nil || !strings.Contains(err.Error(), "exited before it answered") || !strings.Contains(err.Error(), "exit status 3") {
+		t.Fatalf("WaitReady: %v, want the exit named", err)
+	}
+	if got := out.String(); !strings.Contains(got, "$ sh -c") || !strings.Contains(got, "bye") {
+		t.Fatalf("output %q: want the command line and what it wrote", got)
 	}
 }

@@ -52,14 +52,7 @@ type Server struct {
 	output   child.Output // what every run of Mailpit wrote, for failures
 
 	mu   sync.Mutex
-	proc *process // nil while stopped
-}
-
-// process is one run of the binary.
-type process struct {
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once the process has exited and its output is read
-	err    error         // how it exited, once exited is closed
+	proc *child.Process // nil while stopped
 }
 
 // Address is a name and an email address as Mailpit reports them.
@@ -161,31 +154,17 @@ func (s *Server) launch() error {
 	cmd.Dir = s.dir
 	cmd.Env = environ()
 	mark := s.output.Len()
-	fmt.Fprintf(&s.output, "$ %s\n", strings.Join(cmd.Args, " "))
-	cmd.Stdout = &s.output
-	cmd.Stderr = &s.output
-	cmd.WaitDelay = 5 * time.Second
-	setPdeathsig(cmd)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %v", s.bin, err)
+	p, err := child.Start(cmd, &s.output)
+	if err != nil {
+		return err
 	}
-	p := &process{cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
 	s.mu.Lock()
 	s.proc = p
 	s.mu.Unlock()
 
-	err := poll(time.Now().Add(startTimeout), p.exited, s.ready)
+	err = p.WaitReady(time.Now().Add(startTimeout), s.ready)
 	if err == nil {
 		return nil
-	}
-	select {
-	case <-p.exited:
-		err = fmt.Errorf("exited before it answered (%v)", p.err)
-	default:
 	}
 	s.stop()
 	if strings.Contains(s.output.String()[mark:], "address already in use") {
@@ -254,26 +233,6 @@ func (s *Server) ready() bool {
 	return true
 }
 
-// poll calls check every 20ms until it returns true. It gives up at the
-// deadline, or when stop is closed.
-func poll(deadline time.Time, stop <-chan struct{}, check func() bool) error {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if check() {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return errors.New("timed out")
-		}
-		select {
-		case <-stop:
-			return errors.New("exited")
-		case <-tick.C:
-		}
-	}
-}
-
 // freeAddrs returns two loopback addresses on ports that were free a
 // moment ago, and differ.
 func freeAddrs() (string, string, error) {
@@ -305,8 +264,7 @@ func (s *Server) stop() {
 	if p == nil {
 		return
 	}
-	_ = p.cmd.Process.Kill()
-	<-p.exited
+	p.Kill()
 	s.client.CloseIdleConnections()
 }
 
@@ -367,7 +325,7 @@ func (s *Server) WaitMessages(t testing.TB, n int, timeout time.Duration) []Summ
 		list    []Summary
 		lastErr error
 	)
-	err := poll(time.Now().Add(timeout), p.exited, func() bool {
+	err := p.WaitReady(time.Now().Add(timeout), func() bool {
 		list, lastErr = s.messages()
 		return lastErr == nil && len(list) >= n
 	})

@@ -43,14 +43,7 @@ type Server struct {
 	output child.Output // what every run of Redis wrote, for failures
 
 	mu   sync.Mutex
-	proc *process // nil while stopped
-}
-
-// process is one run of the binary.
-type process struct {
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once the process has exited and its output is read
-	err    error         // how it exited, once exited is closed
+	proc *child.Process // nil while stopped
 }
 
 // Start runs redis-server for the test and stops it when the test ends.
@@ -100,31 +93,17 @@ func (s *Server) launch() error {
 	cmd := exec.Command(s.bin, s.args()...)
 	cmd.Dir = s.dir
 	mark := s.output.Len()
-	fmt.Fprintf(&s.output, "$ %s\n", strings.Join(cmd.Args, " "))
-	cmd.Stdout = &s.output
-	cmd.Stderr = &s.output
-	cmd.WaitDelay = 5 * time.Second
-	setPdeathsig(cmd)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %v", s.bin, err)
+	p, err := child.Start(cmd, &s.output)
+	if err != nil {
+		return err
 	}
-	p := &process{cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
 	s.mu.Lock()
 	s.proc = p
 	s.mu.Unlock()
 
-	err := poll(time.Now().Add(startTimeout), p.exited, func() bool { return s.ready(cmd.Process.Pid) })
+	err = p.WaitReady(time.Now().Add(startTimeout), func() bool { return s.ready(cmd.Process.Pid) })
 	if err == nil {
 		return nil
-	}
-	select {
-	case <-p.exited:
-		err = fmt.Errorf("exited before it answered (%v)", p.err)
-	default:
 	}
 	s.halt(syscall.SIGKILL)
 	if strings.Contains(strings.ToLower(s.output.String()[mark:]), "address already in use") {
@@ -195,26 +174,6 @@ func readBulk(r *bufio.Reader) (string, error) {
 	return string(buf[:n]), nil
 }
 
-// poll calls check every 20ms until it returns true. It gives up at the
-// deadline, or when stop is closed.
-func poll(deadline time.Time, stop <-chan struct{}, check func() bool) error {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if check() {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return errors.New("timed out")
-		}
-		select {
-		case <-stop:
-			return errors.New("exited")
-		case <-tick.C:
-		}
-	}
-}
-
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return s.addr }
 
@@ -240,15 +199,14 @@ func (s *Server) halt(sig os.Signal) {
 	if p == nil {
 		return
 	}
-	if sig != syscall.SIGKILL && p.cmd.Process.Signal(sig) == nil {
+	if sig != syscall.SIGKILL && p.Cmd.Process.Signal(sig) == nil {
 		select {
-		case <-p.exited:
+		case <-p.Exited():
 			return
 		case <-time.After(stopTimeout):
 		}
 	}
-	_ = p.cmd.Process.Kill()
-	<-p.exited
+	p.Kill()
 }
 
 // Restart kills Redis if it runs and starts it again on the same port,
