@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -649,5 +650,13 @@ func TestEconomyThreeInstancesShareReads(t *testing.T) {
 				t.Fatalf("%.2f reads per customer per cache_ttl, want %.0f", per, want)
 			}
 		})
+	}
+}
+
+// The memory figures (256 bytes per cached customer) count on the entry's
+// size: where its facts came from and its use mark fit in its padding.
+func TestCustomerEntryStays56Bytes(t *testing.T) {
+	if n := unsafe.Sizeof(customerEntry{}); n != 56 {
+		t.Fatalf("customerEntry is %d bytes, was 56: measure the cache's memory again (TestMemoryPerCachedCustomer)", n)
 	}
 }

@@ -585,18 +585,19 @@ func TestCacheHitsCostNoStripeRead(t *testing.T) {
 	}
 }
 
-func TestParallelColdRequestsMakeOneRead(t *testing.T) {
-	w := newWorld(t)
-	_, _, c := w.subscriber("active")
+// allOK gets the URLs at once, all released together, and fails the test
+// unless every answer is 200.
+func allOK(t *testing.T, c *http.Client, urls ...string) {
+	t.Helper()
 	var wg sync.WaitGroup
-	codes := make(chan int, 100)
+	codes := make(chan int, len(urls))
 	start := make(chan struct{})
-	for i := 0; i < 100; i++ {
+	for _, u := range urls {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
-			resp, err := c.Get(w.site.URL + "/premium/a")
+			resp, err := c.Get(u)
 			if err != nil {
 				codes <- -1
 				return
@@ -610,9 +611,19 @@ func TestParallelColdRequestsMakeOneRead(t *testing.T) {
 	close(codes)
 	for code := range codes {
 		if code != 200 {
-			t.Fatalf("a parallel request got %d", code)
+			t.Fatalf("a concurrent request got %d", code)
 		}
 	}
+}
+
+func TestParallelColdRequestsMakeOneRead(t *testing.T) {
+	w := newWorld(t)
+	_, _, c := w.subscriber("active")
+	urls := make([]string, 100)
+	for i := range urls {
+		urls[i] = w.site.URL + "/premium/a"
+	}
+	allOK(t, c, urls...)
 	if n := w.fake.Calls("GET /v1/subscriptions"); n != 1 {
 		t.Fatalf("100 parallel cold requests made %d Stripe reads, want 1", n)
 	}

@@ -137,28 +137,11 @@ func TestRedisConcurrentMissesMakeAboutOneRead(t *testing.T) {
 	_, _, c := a.subscriber("active")
 	a.fake.SetLatency(200 * time.Millisecond) // the first read holds the lock a while
 
-	var wg sync.WaitGroup
-	codes := make(chan int, 30)
-	for i := range 30 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := c.Get(insts[i%3].site.URL + "/premium/a")
-			if err != nil {
-				codes <- -1
-				return
-			}
-			resp.Body.Close()
-			codes <- resp.StatusCode
-		}()
+	urls := make([]string, 30)
+	for i := range urls {
+		urls[i] = insts[i%3].site.URL + "/premium/a"
 	}
-	wg.Wait()
-	close(codes)
-	for code := range codes {
-		if code != 200 {
-			t.Fatalf("a concurrent request got %d", code)
-		}
-	}
+	allOK(t, c, urls...)
 	if n := a.fake.Calls("GET /v1/subscriptions"); n != 1 {
 		t.Fatalf("concurrent misses on three instances made %d Stripe reads, want 1", n)
 	}
