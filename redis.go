@@ -512,11 +512,11 @@ func (l *redisLink) message(n news) string {
 // forgetLogins tells the other instances' login caches what a webhook
 // told this one's. Lost while Redis is down: their entries then last the
 // login cache's own lifetime.
-func (l *redisLink) forgetLogins(email string, metadata map[string]string, customer string) {
+func (l *redisLink) forgetLogins(email string, metadata map[string]string) {
 	l.ensure()
 	ctx, cancel := l.ctx()
 	defer cancel()
-	l.result(l.client.Publish(ctx, l.key("invalidate"), l.message(news{Customer: customer, Email: email, Metadata: metadata})).Err())
+	l.result(l.client.Publish(ctx, l.key("invalidate"), l.message(news{Email: email, Metadata: metadata})).Err())
 }
 
 func (l *redisLink) keepPending(customer string) {

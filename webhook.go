@@ -125,14 +125,18 @@ func (h *Handler) forgetLogins(ev *webhookEvent, customer string) {
 }
 
 // forgetLoginsEverywhere makes this instance's login caches forget, and,
-// with Redis, every instance's that has any: with only the metadata
-// values the account's caches look logins up by.
+// with Redis, every instance's that has any: the email and the metadata
+// values the account's caches look logins up by. The customer travels with
+// the invalidation that serveWebhook publishes next, and every instance
+// forgets its logins when it hears that.
 func (h *Handler) forgetLoginsEverywhere(email string, metadata map[string]string, customer string) {
 	h.account.forgetLogins(email, metadata, customer)
 	if h.redis == nil || !h.account.hasLogins() {
 		return
 	}
-	h.redis.forgetLogins(email, h.account.loginMetadata(metadata), customer)
+	if metadata = h.account.loginMetadata(metadata); email != "" || metadata != nil {
+		h.redis.forgetLogins(email, metadata)
+	}
 }
 
 // eventCustomer returns the customer an event is about, for the event types
