@@ -362,7 +362,7 @@ func refreshAdminCustomer(w http.ResponseWriter, customer string) error {
 		for _, o := range a.handlers {
 			if o.redis != nil && !slices.Contains(published, o.redis) {
 				published = append(published, o.redis)
-				o.redis.invalidate(customer, o.keep)
+				o.redis.invalidate(customer)
 			}
 		}
 		_, err := h.refreshCustomer(customer, false)

@@ -530,7 +530,7 @@ func (h *Handler) refreshCustomer(customer string, onlyKnown bool) (bool, error)
 func (h *Handler) invalidate(customer string) bool {
 	known := h.account.invalidate(customer)
 	if h.redis != nil {
-		h.redis.invalidate(customer, h.account.keepFor())
+		h.redis.invalidate(customer)
 	}
 	return known
 }
@@ -582,7 +582,7 @@ func (h *Handler) readCustomer(customer string, force bool) ([]subscriptionState
 	}
 	a.slow.Store(false)
 	a.store(customer, subs, t, start, fromStripe)
-	if shared && !h.redis.store(customer, sf, subs, t, a.keepFor()) {
+	if shared && !h.redis.store(customer, sf, subs, t) {
 		// A change was published while this read ran, perhaps
 		// while this instance could not hear it: read again at the
 		// next request.

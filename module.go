@@ -200,7 +200,6 @@ type Handler struct {
 	login         *loginSource  // nil with the cookie identity
 	limiter       *limiter
 	redis         *redisLink        // nil without redis
-	keep          time.Duration     // how long facts live in Redis: cache_ttl + stale_if_error
 	accountTag    string            // names the account in Redis, not its key
 	originWarned  *atomic.Bool      // the missing public_url was logged
 	certs         certificateHolder // Caddy's TLS app, when configured

@@ -440,7 +440,7 @@ func (l *redisLink) begin(customer string, force bool, ttl, lockFor time.Duratio
 // store writes a Stripe read made in the generation begin gave, and
 // releases the read's lock. It reports false when an invalidation came
 // since the read began: the read may be older than the change.
-func (l *redisLink) store(customer string, sf sharedFacts, subs []subscriptionState, fetched int64, keep time.Duration) bool {
+func (l *redisLink) store(customer string, sf sharedFacts, subs []subscriptionState, fetched int64) bool {
 	if subs == nil {
 		subs = []subscriptionState{}
 	}
@@ -455,7 +455,7 @@ func (l *redisLink) store(customer string, sf sharedFacts, subs []subscriptionSt
 		replace = "1"
 	}
 	res, err := storeScript.Run(ctx, l.client, []string{l.key("cus", customer), l.key("lock", customer)},
-		sf.gen, time.Unix(0, fetched).UnixMilli(), b, keep.Milliseconds(), sf.lockName, replace).Int64()
+		sf.gen, time.Unix(0, fetched).UnixMilli(), b, l.account.keepFor().Milliseconds(), sf.lockName, replace).Int64()
 	return l.result(err) != nil || res >= 0
 }
 
@@ -476,20 +476,23 @@ func (l *redisLink) release(customer string, sf sharedFacts) {
 // rare (a webhook, a checkout), and one slow operation must not keep it
 // from the other instances until something else on this one asks Redis.
 // Its success ends the outage, and publishes what was kept.
-func (l *redisLink) invalidate(customer string, keep time.Duration) {
+func (l *redisLink) invalidate(customer string) {
 	l.ensure()
-	if err := l.publish(customer, keep); err != nil {
+	if err := l.publish(customer); err != nil {
 		l.keepPending(customer)
 		return
 	}
 	invalidations.WithLabelValues("published").Inc()
 }
 
-func (l *redisLink) publish(customer string, keep time.Duration) error {
+// publish raises the customer's generation and tells every instance. The
+// generation lives as long as the facts any handler of the account keeps
+// (see account.keepFor).
+func (l *redisLink) publish(customer string) error {
 	ctx, cancel := l.ctx()
 	defer cancel()
 	err := invalidateScript.Run(ctx, l.client, []string{l.key("cus", customer)},
-		keep.Milliseconds(), l.key("invalidate"), l.message(news{Customer: customer})).Err()
+		l.account.keepFor().Milliseconds(), l.key("invalidate"), l.message(news{Customer: customer})).Err()
 	return l.result(err)
 }
 
@@ -540,9 +543,8 @@ func (l *redisLink) publishPending() {
 	l.pending = make(map[string]struct{})
 	l.overflow = false
 	l.pendingMu.Unlock()
-	keep := l.account.keepFor()
 	for customer := range pending {
-		if err := l.publish(customer, keep); err != nil {
+		if err := l.publish(customer); err != nil {
 			l.pendingMu.Lock()
 			for c := range pending {
 				l.pending[c] = struct{}{}
