@@ -215,35 +215,27 @@ cat <<WALK
 
 WALK
 
-env \
-	XDG_DATA_HOME="$state/data" \
-	XDG_CONFIG_HOME="$state/config" \
-	STRIPE_SECRET_KEY="$secret_key" \
-	STRIPE_WEBHOOK_SECRET="$webhook_secret" \
-	STRIPE_API_URL="$sandbox_url" \
-	PAYWALL_PRICE="$price" \
-	DEMO_PORT="$port" \
-	DEMO_SMTP="127.0.0.1:$smtp_port" \
-	DEMO_REDIS="$redis_url" \
-	CADDY_ADMIN="$admin" \
-	"$caddy" run --config examples/demo/Caddyfile --adapter caddyfile &
-caddy_pid=$!
-
-if [ "$redis_url" != off ]; then
-	# The same storage folder: both instances sign cookies with the key
-	# the first generated there, as nodes that share storage do.
+# run_caddy PORT ADMIN CONFIG_DIR: an instance of the demo site in the
+# background. Every instance shares the storage folder: they sign cookies
+# with the key the first generated there, as nodes that share storage do.
+run_caddy() {
 	env \
 		XDG_DATA_HOME="$state/data" \
-		XDG_CONFIG_HOME="$state/config2" \
+		XDG_CONFIG_HOME="$3" \
 		STRIPE_SECRET_KEY="$secret_key" \
 		STRIPE_WEBHOOK_SECRET="$webhook_secret" \
 		STRIPE_API_URL="$sandbox_url" \
 		PAYWALL_PRICE="$price" \
-		DEMO_PORT="$port2" \
+		DEMO_PORT="$1" \
 		DEMO_SMTP="127.0.0.1:$smtp_port" \
 		DEMO_REDIS="$redis_url" \
-		CADDY_ADMIN="$admin2" \
+		CADDY_ADMIN="$2" \
 		"$caddy" run --config examples/demo/Caddyfile --adapter caddyfile &
+}
+run_caddy "$port" "$admin" "$state/config"
+caddy_pid=$!
+if [ "$redis_url" != off ]; then
+	run_caddy "$port2" "$admin2" "$state/config2"
 	caddy2_pid=$!
 fi
 
