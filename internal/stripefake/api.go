@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // sdkAPIVersion is the API version whose response shapes the fake renders.
@@ -116,14 +117,36 @@ func isObjectID(seg string) bool {
 	return genericID.MatchString(seg) && strings.ContainsAny(seg, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 }
 
+var keyPrefixes = []string{"sk_test_", "sk_live_", "rk_test_", "rk_live_"}
+
 func validKey(k string) bool {
-	for _, pre := range []string{"sk_test_", "sk_live_", "rk_test_", "rk_live_"} {
+	for _, pre := range keyPrefixes {
 		if strings.HasPrefix(k, pre) && len(k) > len(pre) {
 			return true
 		}
 	}
 	return false
 }
+
+// maskKey shows a valid key the way Stripe's messages do: its prefix, then
+// stars, then the last four characters, so a log never holds the key. A key
+// too short to keep four characters hidden shows none of them.
+func maskKey(k string) string {
+	pre := ""
+	for _, p := range keyPrefixes {
+		if strings.HasPrefix(k, p) {
+			pre = p
+		}
+	}
+	rest := k[len(pre):]
+	if len(rest) <= 4 {
+		return pre + strings.Repeat("*", len(rest))
+	}
+	return pre + strings.Repeat("*", len(rest)-4) + rest[len(rest)-4:]
+}
+
+// accountID is the account named in messages that name one.
+const accountID = "acct_stripefake"
 
 func apiKey(r *http.Request) string {
 	if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
@@ -165,6 +188,7 @@ func (s *Server) apiGate(next http.Handler) http.Handler {
 		if o, ok := s.outageFor[key]; ok {
 			outage = o
 		}
+		permission := s.forbidden[key]
 		s.mu.Unlock()
 		switch outage {
 		case OutageHang:
@@ -195,6 +219,14 @@ func (s *Server) apiGate(next http.Handler) http.Handler {
 				masked = strings.Repeat("*", len(k)-4) + k[len(k)-4:]
 			}
 			s.writeErr(w, http.StatusUnauthorized, "invalid_request_error", "Invalid API Key provided: "+masked)
+			return
+		}
+		// Stripe authenticates first, then checks a restricted key's
+		// permissions; the message names the permission and masks the key.
+		if permission != "" {
+			s.writeErr(w, http.StatusForbidden, "invalid_request_error", fmt.Sprintf(
+				"The provided key '%s' does not have the required permissions for this endpoint on account '%s'. "+
+					"Having the '%s' permission would allow this request to continue.", maskKey(k), accountID, permission))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -698,17 +730,23 @@ func (s *Server) updateSubscription(r *http.Request) (int, any) {
 	if ended(sub.Status) {
 		return badParam("", "A canceled subscription can only update its cancellation_details and metadata.")
 	}
-	for k, vs := range r.Form {
-		if strings.HasPrefix(k, "metadata[") && strings.HasSuffix(k, "]") {
-			sub.Metadata[k[len("metadata["):len(k)-1]] = vs[0]
-		}
+	// Every parameter is checked before anything changes, as a request
+	// Stripe refuses changes nothing.
+	md, msg := checkMetadata("subscription", sub.Metadata, metadataParams(r.Form))
+	if msg != "" {
+		return badParam("metadata", msg)
 	}
+	cancel, setCancel := false, false
 	if v := r.Form.Get("cancel_at_period_end"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return badParam("cancel_at_period_end", "Invalid boolean: "+v)
 		}
-		_ = s.setCancelAtPeriodEndLocked(id, b) // emits customer.subscription.updated
+		cancel, setCancel = b, true
+	}
+	sub.Metadata = md
+	if setCancel {
+		_ = s.setCancelAtPeriodEndLocked(id, cancel) // emits customer.subscription.updated
 	} else {
 		s.emitLocked("customer.subscription.updated", s.subJSONLocked(sub))
 	}
@@ -762,10 +800,45 @@ func metadataParams(f url.Values) map[string]string {
 	return md
 }
 
+// Stripe's limits on the metadata of one object.
+const (
+	maxMetadataKeys     = 50
+	maxMetadataKeyLen   = 40
+	maxMetadataValueLen = 500
+)
+
+// checkMetadata merges the metadata[…] a request sends into an object's
+// (kind names it in the message) and applies Stripe's limits: the keys and
+// values sent, and the number of keys the object would hold after the merge,
+// so deleting a key makes room for another in the same request. It returns
+// the merged metadata, or the message of the 400 Stripe answers.
+func checkMetadata(kind string, old, changes map[string]string) (map[string]string, string) {
+	for k := range changes {
+		if utf8.RuneCountInString(k) > maxMetadataKeyLen {
+			return nil, fmt.Sprintf("Invalid metadata: keys can be up to %d characters long.", maxMetadataKeyLen)
+		}
+	}
+	for _, v := range changes {
+		if utf8.RuneCountInString(v) > maxMetadataValueLen {
+			return nil, fmt.Sprintf("Invalid metadata: values can be up to %d characters long.", maxMetadataValueLen)
+		}
+	}
+	md := mergeMetadata(old, changes)
+	if len(md) > maxMetadataKeys {
+		return nil, fmt.Sprintf("Invalid metadata: metadata can have up to %d keys, but the %s would have %d keys.",
+			maxMetadataKeys, kind, len(md))
+	}
+	return md, ""
+}
+
 func (s *Server) postCustomer(r *http.Request) (int, any) {
+	md, msg := checkMetadata("customer", nil, metadataParams(r.Form))
+	if msg != "" {
+		return badParam("metadata", msg)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.createCustomerLocked(r.Form.Get("email"), r.Form.Get("name"), metadataParams(r.Form))
+	c := s.createCustomerLocked(r.Form.Get("email"), r.Form.Get("name"), md)
 	s.emitLocked("customer.created", s.customerJSONLocked(c))
 	return http.StatusOK, s.customerJSONLocked(c)
 }
@@ -799,6 +872,9 @@ func (s *Server) updateCustomer(r *http.Request) (int, any) {
 	c, ok := s.customers[id]
 	if !ok {
 		return missing("customer", id, "id", http.StatusNotFound)
+	}
+	if _, msg := checkMetadata("customer", c.Metadata, ch.metadata); msg != "" {
+		return badParam("metadata", msg)
 	}
 	s.updateCustomerLocked(c, ch)
 	return http.StatusOK, s.customerJSONLocked(c)
@@ -883,6 +959,10 @@ func (s *Server) postCheckoutSession(r *http.Request) (int, any) {
 	if len(ref) > 200 {
 		return badParam("client_reference_id", "client_reference_id must be at most 200 characters.")
 	}
+	md, msg := checkMetadata("checkout session", nil, metadataParams(f))
+	if msg != "" {
+		return badParam("metadata", msg)
+	}
 	var trialDays int64
 	if v := f.Get("subscription_data[trial_period_days]"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -938,7 +1018,7 @@ func (s *Server) postCheckoutSession(r *http.Request) (int, any) {
 		CustomerEmail:       email,
 		TrialPeriodDays:     trialDays,
 		AllowPromotionCodes: promo,
-		Metadata:            metadataParams(f),
+		Metadata:            md,
 		Created:             now,
 		ExpiresAt:           expires,
 		seq:                 s.nextSeq(),

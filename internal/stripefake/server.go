@@ -257,6 +257,7 @@ type Server struct {
 	calls     map[string]int
 	outage    Outage
 	outageFor map[string]Outage // by call key; wins over outage
+	forbidden map[string]string // by call key: the permission the key lacks
 	latency   time.Duration
 	searchLag time.Duration
 	idem      map[string]idemEntry
@@ -1218,6 +1219,25 @@ func (s *Server) SetOutageFor(key string, mode Outage) {
 		return
 	}
 	s.outageFor[key] = mode
+}
+
+// SetPermissionDenied makes the API calls that match callKey (the keys of
+// Calls, such as "POST /v1/customers/{id}") answer 403 as Stripe answers a
+// restricted key that lacks a permission, such as "rak_customer_write",
+// after counting them; the message names the permission and the key, masked.
+// It applies to every key, so tests need not switch to an rk_ key. An empty
+// permission removes the rule.
+func (s *Server) SetPermissionDenied(callKey, permission string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.forbidden == nil {
+		s.forbidden = map[string]string{}
+	}
+	if permission == "" {
+		delete(s.forbidden, callKey)
+		return
+	}
+	s.forbidden[callKey] = permission
 }
 
 // SetLatency delays every API call by d (0 disables). The wait ends early

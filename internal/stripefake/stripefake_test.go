@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -1015,5 +1017,231 @@ func TestFirstPaymentProcessing(t *testing.T) {
 	}
 	if err := s.SetFirstPaymentProcessing(sub); !errors.Is(err, stripefake.ErrInvalidState) {
 		t.Fatalf("processing on a canceled subscription: %v", err)
+	}
+}
+
+// metadataKeys returns n keys k00, k01, … with value "v".
+func metadataKeys(n int) map[string]string {
+	md := make(map[string]string, n)
+	for i := 0; i < n; i++ {
+		md[fmt.Sprintf("k%02d", i)] = "v"
+	}
+	return md
+}
+
+func TestMetadataLimits(t *testing.T) {
+	s := start(t, stripefake.Options{})
+	sc := sdk(t, s.URL(), "sk_test_x")
+	refused := func(t *testing.T, err error, msg string) {
+		t.Helper()
+		se := stripeError(t, err)
+		if se.HTTPStatusCode != 400 || se.Type != stripe.ErrorTypeInvalidRequest || se.Param != "metadata" || se.Msg != msg {
+			t.Fatalf("want 400 invalid_request_error on metadata %q, got %+v", msg, se)
+		}
+	}
+	customers := func() int {
+		it := sc.Customers.List(&stripe.CustomerListParams{})
+		n := 0
+		for it.Next() {
+			n++
+		}
+		if it.Err() != nil {
+			t.Fatal(it.Err())
+		}
+		return n
+	}
+	const tooMany = "Invalid metadata: metadata can have up to 50 keys, but the customer would have 51 keys."
+	const longKey = "Invalid metadata: keys can be up to 40 characters long."
+	const longValue = "Invalid metadata: values can be up to 500 characters long."
+
+	// Create: 51 keys are refused and nothing is created.
+	p := &stripe.CustomerParams{Email: stripe.String("m@example.com")}
+	for k, v := range metadataKeys(51) {
+		p.AddMetadata(k, v)
+	}
+	_, err := sc.Customers.New(p)
+	refused(t, err, tooMany)
+	if n := customers(); n != 0 || len(s.Events()) != 0 {
+		t.Fatalf("a refused create left %d customers, %d events", n, len(s.Events()))
+	}
+
+	// Update: the limit counts the keys after the merge.
+	full := newCustomer(t, sc, "m@example.com", metadataKeys(50))
+	events := len(s.Events())
+	up := &stripe.CustomerParams{Email: stripe.String("changed@example.com")}
+	up.AddMetadata("k50", "v")
+	_, err = sc.Customers.Update(full, up)
+	refused(t, err, tooMany)
+	if c, _ := s.Customer(full); c.Email != "m@example.com" || len(c.Metadata) != 50 || len(s.Events()) != events {
+		t.Fatalf("a refused update changed the customer: %s, %d keys, %d events", c.Email, len(c.Metadata), len(s.Events())-events)
+	}
+	up = &stripe.CustomerParams{}
+	up.AddMetadata("k00", "") // deleting one makes room for another in the same request
+	up.AddMetadata("k50", "v")
+	got, err := sc.Customers.Update(full, up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got.Metadata["k00"]; ok || len(got.Metadata) != 50 || got.Metadata["k50"] != "v" {
+		t.Fatalf("delete and add: %v", got.Metadata)
+	}
+
+	// Lengths count characters: 40 for a key, 500 for a value.
+	id := newCustomer(t, sc, "n@example.com", map[string]string{"keep": "1"})
+	for _, c := range []struct {
+		key, value, msg string
+	}{
+		{strings.Repeat("k", 40), "v", ""},
+		{strings.Repeat("é", 40), "v", ""},
+		{strings.Repeat("k", 41), "v", longKey},
+		{"value", strings.Repeat("é", 500), ""},
+		{"value", strings.Repeat("v", 501), longValue},
+		{strings.Repeat("k", 41), "", longKey}, // deleting does not excuse a key no customer can have
+	} {
+		before, _ := s.Customer(id)
+		up := &stripe.CustomerParams{}
+		up.AddMetadata(c.key, c.value)
+		got, err := sc.Customers.Update(id, up)
+		if c.msg == "" {
+			if err != nil || got.Metadata[c.key] != c.value {
+				t.Fatalf("%d-character key, %d-character value: %v", len([]rune(c.key)), len([]rune(c.value)), err)
+			}
+			continue
+		}
+		refused(t, err, c.msg)
+		if after, _ := s.Customer(id); !maps.Equal(after.Metadata, before.Metadata) {
+			t.Fatalf("a refused update changed the metadata: %v", after.Metadata)
+		}
+	}
+	create := &stripe.CustomerParams{}
+	create.AddMetadata("v", strings.Repeat("v", 501))
+	_, err = sc.Customers.New(create)
+	refused(t, err, longValue)
+
+	// Checkout sessions and subscriptions take metadata under the same limits.
+	cp := &stripe.CheckoutSessionParams{
+		Mode:       stripe.String("subscription"),
+		LineItems:  []*stripe.CheckoutSessionLineItemParams{{Price: stripe.String("price_demo_monthly"), Quantity: stripe.Int64(1)}},
+		SuccessURL: stripe.String("http://localhost/ok"),
+		CancelURL:  stripe.String("http://localhost/no"),
+	}
+	for k, v := range metadataKeys(51) {
+		cp.AddMetadata(k, v)
+	}
+	_, err = sc.CheckoutSessions.New(cp)
+	refused(t, err, "Invalid metadata: metadata can have up to 50 keys, but the checkout session would have 51 keys.")
+	if n := len(s.Sessions()); n != 0 {
+		t.Fatalf("a refused checkout created %d sessions", n)
+	}
+
+	sub := s.CreateSubscription(id, "price_demo_monthly", "active")
+	events = len(s.Events())
+	sp := &stripe.SubscriptionParams{CancelAtPeriodEnd: stripe.Bool(true)}
+	sp.AddMetadata(strings.Repeat("k", 41), "v")
+	_, err = sc.Subscriptions.Update(sub, sp)
+	refused(t, err, longKey)
+	if got, _ := s.Subscription(sub); got.CancelAtPeriodEnd || len(got.Metadata) != 0 || len(s.Events()) != events {
+		t.Fatalf("a refused update changed the subscription: %+v", got)
+	}
+	sp = &stripe.SubscriptionParams{}
+	sp.AddMetadata("a", "1")
+	sp.AddMetadata("b", "2")
+	if _, err := sc.Subscriptions.Update(sub, sp); err != nil {
+		t.Fatal(err)
+	}
+	sp = &stripe.SubscriptionParams{}
+	sp.AddMetadata("a", "")
+	if got, err := sc.Subscriptions.Update(sub, sp); err != nil || len(got.Metadata) != 1 || got.Metadata["b"] != "2" {
+		t.Fatalf("an empty value deletes a subscription's key: %v %v", got.Metadata, err)
+	}
+}
+
+func TestPermissionDenied(t *testing.T) {
+	s := start(t, stripefake.Options{})
+	const key = "rk_test_51SecretPartOfTheKeyabcd"
+	sc := sdk(t, s.URL(), key)
+	id := s.CreateCustomer("p@example.com")
+	s.SetPermissionDenied("POST /v1/customers/{id}", "rak_customer_write")
+
+	update := func() (*stripe.Customer, error) {
+		p := &stripe.CustomerParams{Email: stripe.String("changed@example.com")}
+		p.SetIdempotencyKey("perm-1")
+		return sc.Customers.Update(id, p)
+	}
+	_, err := update()
+	se := stripeError(t, err)
+	want := "The provided key 'rk_test_" + strings.Repeat("*", len(key)-len("rk_test_abcd")) + "abcd' does not have the required permissions for this endpoint " +
+		"on account 'acct_stripefake'. Having the 'rak_customer_write' permission would allow this request to continue."
+	if se.HTTPStatusCode != http.StatusForbidden || se.Type != stripe.ErrorTypeInvalidRequest || se.Msg != want {
+		t.Fatalf("got %+v\nwant message %s", se, want)
+	}
+	if strings.Contains(se.Msg, "SecretPartOfTheKey") {
+		t.Fatal("the message shows the key")
+	}
+	if c, _ := s.Customer(id); c.Email != "p@example.com" || len(s.Events()) != 0 {
+		t.Fatalf("a refused update changed the customer: %+v", c)
+	}
+	if n := s.Calls("POST /v1/customers/{id}"); n != 1 {
+		t.Fatalf("the refused call was not counted: %v", s.CallCounts())
+	}
+	// Other calls go through.
+	if _, err := sc.Customers.Get(id, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// The body has the shape of Stripe's: a type and a message, no code or param.
+	req, _ := http.NewRequest("POST", s.URL()+"/v1/customers/"+id, strings.NewReader("email=x%40example.com"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer sk_test_ab")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw struct {
+		Error map[string]string `json:"error"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&raw); err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusForbidden || len(raw.Error) != 2 || raw.Error["type"] != "invalid_request_error" ||
+		!strings.HasPrefix(raw.Error["message"], "The provided key 'sk_test_**' does not") {
+		t.Fatalf("raw: %d %v", res.StatusCode, raw.Error)
+	}
+
+	// Without the rule the request passes; the refusal was not kept for replay.
+	s.SetPermissionDenied("POST /v1/customers/{id}", "")
+	if c, err := update(); err != nil || c.Email != "changed@example.com" {
+		t.Fatalf("after the rule was removed: %v %v", c, err)
+	}
+}
+
+func TestListExpandsCustomerWithMetadata(t *testing.T) {
+	s := start(t, stripefake.Options{})
+	sc := sdk(t, s.URL(), "sk_test_x")
+	cus := newCustomer(t, sc, "e@example.com", map[string]string{"user": "u7"})
+	subs := map[string]bool{
+		s.CreateSubscription(cus, "price_demo_monthly", "active"):   true,
+		s.CreateSubscription(cus, "price_demo_monthly", "canceled"): true,
+	}
+	params := &stripe.SubscriptionListParams{Customer: stripe.String(cus), Status: stripe.String("all")}
+	params.AddExpand("data.customer")
+	it := sc.Subscriptions.List(params)
+	n := 0
+	for it.Next() {
+		sub := it.Subscription()
+		if !subs[sub.ID] || sub.Customer == nil || sub.Customer.ID != cus || sub.Customer.Email != "e@example.com" ||
+			sub.Customer.Metadata["user"] != "u7" {
+			t.Fatalf("subscription %s, customer %+v", sub.ID, sub.Customer)
+		}
+		n++
+	}
+	if it.Err() != nil || n != 2 {
+		t.Fatalf("listed %d: %v", n, it.Err())
+	}
+	// Unexpanded, the customer is an id.
+	it = sc.Subscriptions.List(&stripe.SubscriptionListParams{Customer: stripe.String(cus)})
+	if !it.Next() || it.Subscription().Customer.ID != cus || it.Subscription().Customer.Email != "" {
+		t.Fatalf("unexpanded: %+v %v", it.Subscription(), it.Err())
 	}
 }
