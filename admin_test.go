@@ -222,7 +222,7 @@ func TestAdminCustomerShowsEveryGateOfTheAccountWithoutReadingStripe(t *testing.
 	// Facts another instance read, as this one got them through Redis.
 	other := "cus_ReadElsewhere"
 	fetched := now().Add(-10 * time.Minute)
-	w.h.account.store(other, []subscriptionState{{Status: "past_due", PeriodStart: fetched.Unix(), Items: []priceRef{{Price: "price_gold", Product: "prod_gold"}}}},
+	w.h.account.store(other, facts{subs: []subscriptionState{{Status: "past_due", PeriodStart: fetched.Unix(), Items: []priceRef{{Price: "price_gold", Product: "prod_gold"}}}}},
 		fetched.UnixNano(), w.h.account.epoch.Load(), fromRedis)
 	doc = customerAnswer(t, http.MethodGet, "/paywall/customers/"+other, http.StatusOK)
 	if a := doc.Accounts[0]; a.Source != "redis" || a.AgeSeconds != 600 || a.ReadAt != fetched.UTC().Format(time.RFC3339) ||
@@ -307,8 +307,8 @@ func TestAdminRefreshReadsStripeOnceAndTheGateFollows(t *testing.T) {
 // Stripe refuses a request with a setting it does not accept.
 type refusingStripe struct{ stripeAPI }
 
-func (refusingStripe) subscriptions(context.Context, string) ([]subscriptionState, error) {
-	return nil, &stripeError{op: "list subscriptions", status: 400, typ: "invalid_request_error", code: "parameter_unknown", requestID: "req_refused"}
+func (refusingStripe) subscriptions(context.Context, string, bool) (facts, error) {
+	return facts{}, &stripeError{op: "list subscriptions", status: 400, typ: "invalid_request_error", code: "parameter_unknown", requestID: "req_refused"}
 }
 
 func TestAdminRefreshFailureNamesTheAccountNeverTheKey(t *testing.T) {

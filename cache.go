@@ -84,6 +84,10 @@ type account struct {
 	maxTTL  atomic.Int64
 	maxKeep atomic.Int64
 
+	// readsKeys: a handler of the account has api_keys, so every read
+	// of a customer reads the keys too (see stripeClient.subscriptions).
+	readsKeys atomic.Bool
+
 	// recheckBelow: entries whose read began before this epoch count as
 	// older than cache_ttl (see resubscribed).
 	recheckBelow atomic.Uint64
@@ -142,13 +146,24 @@ func (a *account) releaseLimiter(l limitSpec) {
 // a new entry, which keeps the mark.
 type customerEntry struct {
 	subs        []subscriptionState
-	fetched     int64  // unix nanos of the Stripe read
-	stale       bool   // a webhook said the customer changed since
-	source      uint8  // where the facts came from: fromStripe, fromRedis
-	useMark            // fits beside stale: the entry stays 56 bytes
-	invalidated uint64 // epoch of the last invalidation
-	readEpoch   uint64 // epoch when the stored read began
+	keys        *keyRing // with api_keys: the customer's API keys; nil when not read
+	fetched     int64    // unix nanos of the Stripe read
+	stale       bool     // a webhook said the customer changed since
+	source      uint8    // where the facts came from: fromStripe, fromRedis
+	useMark              // fits beside stale: the entry stays 64 bytes
+	invalidated uint64   // epoch of the last invalidation
+	readEpoch   uint64   // epoch when the stored read began
 }
+
+// facts is what Stripe said about a customer: the subscriptions and, when
+// a handler of the account has api_keys, the API keys the customer's
+// metadata holds (apikeys.go).
+type facts struct {
+	subs []subscriptionState
+	keys *keyRing // nil when the read did not ask for them
+}
+
+func (e *customerEntry) facts() facts { return facts{subs: e.subs, keys: e.keys} }
 
 // Where an entry's facts came from, for the admin API.
 const (
@@ -324,7 +339,8 @@ func (a *account) len() int {
 
 // store keeps a fresh read unless the customer was invalidated after the
 // read began.
-func (a *account) store(customer string, subs []subscriptionState, fetched int64, startEpoch uint64, source uint8) {
+func (a *account) store(customer string, f facts, fetched int64, startEpoch uint64, source uint8) {
+	subs := f.subs
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old := a.customers[customer]
@@ -350,7 +366,7 @@ func (a *account) store(customer string, subs []subscriptionState, fetched int64
 	if old == nil && len(a.customers) >= a.max {
 		a.makeRoom()
 	}
-	e := &customerEntry{subs: subs, fetched: fetched, stale: stale, readEpoch: startEpoch, source: source}
+	e := &customerEntry{subs: subs, keys: f.keys, fetched: fetched, stale: stale, readEpoch: startEpoch, source: source}
 	if old != nil {
 		e.invalidated = old.invalidated
 		e.used.Store(old.used.Load())
@@ -366,7 +382,7 @@ func (a *account) invalidate(customer string) bool {
 	epoch := a.epoch.Add(1)
 	old := a.customers[customer]
 	if old != nil {
-		e := &customerEntry{subs: old.subs, fetched: old.fetched, stale: true, invalidated: epoch, readEpoch: old.readEpoch, source: old.source}
+		e := &customerEntry{subs: old.subs, keys: old.keys, fetched: old.fetched, stale: true, invalidated: epoch, readEpoch: old.readEpoch, source: old.source}
 		e.used.Store(old.used.Load())
 		a.customers[customer] = e
 	} else {
@@ -440,11 +456,11 @@ var errUnknownUnavailable = errors.New("customer state unknown and stripe unavai
 // the entry is younger than cache_ttl, otherwise from one Stripe read shared
 // by all concurrent callers; t is now in unix nanoseconds. When Stripe cannot be reached, known facts
 // serve for stale_if_error.
-func (h *Handler) customerState(customer string, t int64) ([]subscriptionState, error) {
+func (h *Handler) customerState(customer string, t int64) (facts, error) {
 	a := h.account
 	e := a.get(customer)
 	if e != nil && !e.stale && t-e.fetched < int64(h.CacheTTL) && e.readEpoch >= a.recheckBelow.Load() {
-		return e.subs, nil
+		return e.facts(), nil
 	}
 	// Known facts that merely aged past cache_ttl may answer if Stripe is
 	// slow; facts a webhook said changed may not.
@@ -469,7 +485,7 @@ func (h *Handler) customerState(customer string, t int64) ([]subscriptionState, 
 				// Stripe is slow: serve what we know at once;
 				// the read goes on and fills the cache.
 				cacheEvents.WithLabelValues("stale_served").Inc()
-				return e.subs, nil
+				return e.facts(), nil
 			}
 			fired, stop := staleTimer()
 			select {
@@ -478,33 +494,33 @@ func (h *Handler) customerState(customer string, t int64) ([]subscriptionState, 
 			case <-fired:
 				a.slow.Store(true)
 				cacheEvents.WithLabelValues("stale_served").Inc()
-				return e.subs, nil
+				return e.facts(), nil
 			}
 		} else {
 			res = <-ch
 		}
 		if res.Err == nil {
-			return res.Val.([]subscriptionState), nil
+			return res.Val.(facts), nil
 		}
 		cacheEvents.WithLabelValues("stripe_error").Inc()
 		h.logStripeFailure(res.Err)
 	}
 	if usable {
 		cacheEvents.WithLabelValues("stale_served").Inc()
-		return e.subs, nil
+		return e.facts(), nil
 	}
 	if e == nil && h.redis.usable() {
 		// Stripe cannot answer and this instance never read the
 		// customer: what another instance read serves, within
 		// stale_if_error, as this instance's own facts would.
-		if subs, fetched, ok := h.redis.peek(customer); ok && t-fetched < int64(h.CacheTTL)+int64(h.staleIfError) {
-			a.store(customer, subs, fetched, a.epoch.Load(), fromRedis)
+		if f, fetched, ok := h.redis.peek(customer); ok && t-fetched < int64(h.CacheTTL)+int64(h.staleIfError) {
+			a.store(customer, f, fetched, a.epoch.Load(), fromRedis)
 			a.invalidate(customer) // read Stripe again once it answers
 			cacheEvents.WithLabelValues("stale_served").Inc()
-			return subs, nil
+			return f, nil
 		}
 	}
-	return nil, errUnknownUnavailable
+	return facts{}, errUnknownUnavailable
 }
 
 // refreshCustomer marks a customer's facts stale, on every instance when
@@ -552,23 +568,26 @@ func (h *Handler) logStripeFailure(err error) {
 // read them in this cache_ttl (unless force), else from Stripe, storing the
 // read in Redis for the others. When another instance is reading Stripe
 // for the customer, it waits for that read, up to sharedReadWait.
-func (h *Handler) readCustomer(customer string, force bool) ([]subscriptionState, error) {
+func (h *Handler) readCustomer(customer string, force bool) (facts, error) {
 	a := h.account
 	start := a.epoch.Load()
+	withKeys := a.readsKeys.Load()
 	var sf sharedFacts
 	shared := h.redis.usable()
 	if shared {
 		var err error
 		sf, err = h.sharedRead(customer, force)
 		shared = err == nil
-		if shared && sf.fresh {
-			a.store(customer, sf.subs, sf.fetched, start, fromRedis)
-			return sf.subs, nil
+		// Facts that another instance read without the keys do not
+		// answer a handler with api_keys.
+		if shared && sf.fresh && (sf.facts.keys != nil || !withKeys) {
+			a.store(customer, sf.facts, sf.fetched, start, fromRedis)
+			return sf.facts, nil
 		}
 	}
 	cacheEvents.WithLabelValues("stripe_read").Inc()
 	a.stripeReads.Add(1)
-	subs, err := h.stripe.subscriptions(context.Background(), customer)
+	f, err := h.stripe.subscriptions(context.Background(), customer, withKeys)
 	t := now().UnixNano()
 	if err != nil {
 		a.stripeErrors.Add(1)
@@ -578,17 +597,17 @@ func (h *Handler) readCustomer(customer string, force bool) ([]subscriptionState
 		if shared {
 			h.redis.release(customer, sf)
 		}
-		return nil, err
+		return facts{}, err
 	}
 	a.slow.Store(false)
-	a.store(customer, subs, t, start, fromStripe)
-	if shared && !h.redis.store(customer, sf, subs, t) {
+	a.store(customer, f, t, start, fromStripe)
+	if shared && !h.redis.store(customer, sf, f, t) {
 		// A change was published while this read ran, perhaps
 		// while this instance could not hear it: read again at the
 		// next request.
 		a.invalidate(customer)
 	}
-	return subs, nil
+	return f, nil
 }
 
 // sharedReadWait bounds how long a read waits for another instance's read

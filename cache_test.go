@@ -6,8 +6,8 @@ func TestAnOlderReadNeverReplacesANewerOne(t *testing.T) {
 	a := newAccount(10)
 	newer := []subscriptionState{{Status: "active"}}
 	older := []subscriptionState{{Status: "canceled"}}
-	a.store("cus_X", newer, 2, 5, fromStripe)
-	a.store("cus_X", older, 3, 4, fromStripe) // began before the stored read, finished after it
+	a.store("cus_X", facts{subs: newer}, 2, 5, fromStripe)
+	a.store("cus_X", facts{subs: older}, 3, 4, fromStripe) // began before the stored read, finished after it
 	if got := a.get("cus_X"); got.subs[0].Status != "active" || got.stale {
 		t.Fatalf("stored %+v, want the newer read kept", got)
 	}
@@ -19,8 +19,8 @@ func TestAnUnknownCustomersReadDuringAnInvalidationIsStale(t *testing.T) {
 	if a.invalidate("cus_X") {
 		t.Fatal("cus_X was not held")
 	}
-	a.store("cus_X", nil, 1, start, fromStripe)
-	a.store("cus_Y", nil, 1, start, fromStripe)
+	a.store("cus_X", facts{subs: nil}, 1, start, fromStripe)
+	a.store("cus_Y", facts{subs: nil}, 1, start, fromStripe)
 	if !a.get("cus_X").stale {
 		t.Error("a read of cus_X that began before its invalidation was stored as fresh")
 	}
@@ -29,7 +29,7 @@ func TestAnUnknownCustomersReadDuringAnInvalidationIsStale(t *testing.T) {
 	}
 	// A newer read of cus_X is fresh, and an invalidation of a held
 	// customer keeps the facts, marked stale.
-	a.store("cus_X", nil, 2, a.epoch.Load(), fromStripe)
+	a.store("cus_X", facts{subs: nil}, 2, a.epoch.Load(), fromStripe)
 	if a.get("cus_X").stale {
 		t.Error("a read that began after the invalidation is stale")
 	}
@@ -43,7 +43,7 @@ func TestAnUnknownCustomersReadDuringAnInvalidationIsStale(t *testing.T) {
 // stale, and read again on the next request.
 func TestAnEvictedInvalidationStillMakesAnOlderReadStale(t *testing.T) {
 	a := newAccount(1)
-	a.store("cus_X", []subscriptionState{{Status: "active"}}, 1, a.epoch.Load(), fromStripe)
+	a.store("cus_X", facts{subs: []subscriptionState{{Status: "active"}}}, 1, a.epoch.Load(), fromStripe)
 	start := a.epoch.Load() // a read of cus_X begins
 	a.invalidate("cus_X")   // a webhook: cus_X cancelled
 	a.mu.Lock()
@@ -52,7 +52,7 @@ func TestAnEvictedInvalidationStillMakesAnOlderReadStale(t *testing.T) {
 	if a.get("cus_X") != nil {
 		t.Fatal("cus_X was not evicted")
 	}
-	a.store("cus_X", []subscriptionState{{Status: "active"}}, 2, start, fromStripe) // the old read lands
+	a.store("cus_X", facts{subs: []subscriptionState{{Status: "active"}}}, 2, start, fromStripe) // the old read lands
 	if e := a.get("cus_X"); e == nil || !e.stale {
 		t.Fatalf("a read that began before the evicted invalidation was stored as fresh: %+v", e)
 	}

@@ -58,6 +58,7 @@ func init() {
 //		refusals        page|handle_errors
 //		redis           <redis://…|rediss://…|unix:///…>
 //		redis_prefix    <prefix>
+//		api_keys        [max <n>]
 //	}
 func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	h.Next() // the directive name, so that the matcher token comes next
@@ -237,6 +238,22 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Err(err.Error())
 				}
 			}
+			continue
+		case "api_keys":
+			args := d.RemainingArgs()
+			k := &APIKeys{}
+			switch {
+			case len(args) == 0:
+			case len(args) == 2 && args[0] == "max":
+				n, err := strconv.Atoi(args[1])
+				if err != nil || n < 1 || n > maxKeysLimit {
+					return d.Errf("api_keys max %q must be a whole number from 1 to %d", args[1], maxKeysLimit)
+				}
+				k.Max = n
+			default:
+				return d.Errf("api_keys takes nothing or max <n>, such as api_keys max %d", defaultMaxKeys)
+			}
+			h.APIKeys = k
 			continue
 		case "allow_promotion_codes":
 			h.AllowPromotionCodes = true

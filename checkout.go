@@ -220,10 +220,11 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 // failed (to the billing portal, not a second subscription); otherwise
 // whether they had a trial of what this handler sells.
 func (h *Handler) sellingTo(w http.ResponseWriter, r *http.Request, customer string, t time.Time, ret string) (done, hadTrial bool, err error) {
-	subs, err := h.customerState(customer, t.UnixNano())
+	f, err := h.customerState(customer, t.UnixNano())
 	if err != nil {
 		return true, false, h.unavailable(w, r, ret)
 	}
+	subs := f.subs
 	ok, reason := h.entitlement(subs, t)
 	if ok {
 		http.Redirect(w, r, ret, http.StatusSeeOther)

@@ -39,6 +39,7 @@ type cookieJar struct {
 	nonce     string // the checkout cookie's name on plain HTTP
 	hostNonce string // and on HTTPS: __Host-<nonce>
 	maxAge    time.Duration
+	keysURL   any                      // with api_keys: {http.paywall.keys_url} of the identities
 	https     bool                     // public_url is https: cookies are Secure whatever Caddy sees
 	secret    string                   // from the config, or empty
 	storage   func() certmagic.Storage // Caddy's, without cookie_secret; else nil
@@ -73,7 +74,8 @@ type identity struct {
 }
 
 // newIdentity makes the identity of a verified customer.
-func newIdentity(customer string, expires int64) identity {
+// keysURL, when not nil, answers {http.paywall.keys_url}.
+func newIdentity(customer string, expires int64, keysURL any) identity {
 	id := identity{customer: customer, customerAny: customer, expires: expires}
 	for i, reason := range entitledReasons {
 		id.placeholders[i] = func(key string) (any, bool) {
@@ -84,6 +86,8 @@ func newIdentity(customer string, expires int64) identity {
 				return statusEntitled, true
 			case "http.paywall.reason":
 				return reason, true
+			case "http.paywall.keys_url":
+				return keysURL, keysURL != nil
 			}
 			return nil, false
 		}
@@ -288,7 +292,7 @@ func (j *cookieJar) verify(value string, t int64) (identity, bool, error) {
 		return identity{}, false, nil
 	}
 	customer = strings.Clone(customer)
-	return newIdentity(customer, exp), true, nil
+	return newIdentity(customer, exp, j.keysURL), true, nil
 }
 
 // validCustomerID accepts Stripe customer IDs: cus_ followed by letters,

@@ -22,6 +22,7 @@ type denial struct {
 	PortalURL   string // a path on this site to the billing portal; set when payment failed
 	LogoutURL   string // a path on this site to forget the visitor; set when one is known
 	ReturnPath  string // where the visitor was going
+	KeysURL     string // a path on this site to the visitor's API keys; set with api_keys for a known customer
 	RetryAfter  int    // seconds; set with 503 and 429
 	SigninURL   string // a path on this site that mails a sign-in link; set when offered
 	Token       string // the sign-in link being confirmed
@@ -29,6 +30,7 @@ type denial struct {
 	notice      bool   // a refusal of an endpoint: always the built-in page
 	account     bool   // the site's login says who the visitor is
 	signinTTL   time.Duration
+	maxKeys     int // api_keys max, for the words of keys_max
 }
 
 // ServeHTTP serves the endpoints under the prefix and gates everything else.
@@ -43,6 +45,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // costs two map lookups under read locks and no allocation.
 func (h *Handler) gate(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if h.apiKeys != nil {
+		if key, ok := bearerKey(r.Header); ok {
+			return h.gateKey(w, r, next, repl, key)
+		}
+	}
 	t := now()
 	v, err := h.who(r, repl, t)
 	if err != nil {
@@ -59,16 +66,21 @@ func (h *Handler) gate(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	if h.login == nil {
 		h.cookies.renew(w, r, id, t.Unix())
 	}
-	subs, err := h.customerState(id.customer, t.UnixNano())
+	f, err := h.customerState(id.customer, t.UnixNano())
 	if err != nil {
 		return h.refuse(w, r, next, repl, v, http.StatusServiceUnavailable, reasonUnavailable)
 	}
-	ok, reason := h.entitlement(subs, t)
+	ok, reason := h.entitlement(f.subs, t)
 	if !ok {
 		return h.refuse(w, r, next, repl, v, http.StatusPaymentRequired, reason)
 	}
 	repl.Map(id.placeholders[entitledIndex(reason)])
 	decisionsEntitled.Inc()
+	return h.pass(w, r, next)
+}
+
+// pass serves an entitled request.
+func (h *Handler) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if h.cacheControl == "" {
 		return next.ServeHTTP(w, r) // cache_control off: the application owns caching
 	}
@@ -81,7 +93,7 @@ func (h *Handler) gate(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	}
 	pw := paidWriters.Get().(*paidWriter)
 	pw.ResponseWriter, pw.ours, pw.checked = w, h.cacheControl, false
-	err = next.ServeHTTP(pw, r)
+	err := next.ServeHTTP(pw, r)
 	pw.ResponseWriter = nil
 	paidWriters.Put(pw)
 	return err
@@ -121,12 +133,15 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	default:
 		d.CheckoutURL = h.prefix + "/checkout?return=" + url.QueryEscape(ret)
 	}
-	if id.customer != "" && h.login == nil {
+	if id.customer != "" && h.login == nil && !id.byKey {
 		d.LogoutURL = h.prefix + "/logout?return=" + url.QueryEscape(ret)
+	}
+	if h.apiKeys != nil && id.customer != "" {
+		d.KeysURL = h.apiKeys.url
 	}
 	// Email sign-in, for a visitor this browser does not know; not for
 	// a known one whose subscription lapsed, who is to subscribe again.
-	if h.signin != nil && id.customer == "" && status == http.StatusPaymentRequired {
+	if h.signin != nil && id.customer == "" && !id.byKey && status == http.StatusPaymentRequired {
 		d.SigninURL = h.prefix + "/signin"
 		d.signinTTL = h.signin.ttl
 	}
@@ -146,11 +161,19 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		repl.Set("http.paywall.signin_url", d.SigninURL)
 		repl.Set("http.paywall.retry_after", d.RetryAfter)
 	}
+	if h.apiKeys != nil {
+		repl.Set("http.paywall.keys_url", h.apiKeys.urlAny)
+	}
 	decisions.WithLabelValues(statusValue, reason).Inc()
 
 	if h.DryRun {
 		h.logger.Info("dry run: would refuse", zap.Int("status", status), zap.String("reason", reason), zap.String("uri", ret))
 		return next.ServeHTTP(w, r)
+	}
+	// Programs learn from a refusal how to present a key, beside how to
+	// pay (the Link header).
+	if h.apiKeys != nil && status == http.StatusPaymentRequired && id.customer == "" && len(r.Header["Authorization"]) == 0 && wantsProblemJSON(r.Header.Values("Accept")) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="`+h.realm(r)+`"`)
 	}
 	if ce := h.logger.Check(zap.DebugLevel, "refused"); ce != nil {
 		ce.Write(zap.Int("status", status), zap.String("reason", reason), zap.String("customer", id.customer), zap.String("uri", ret))
@@ -226,6 +249,8 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, name str
 			return err
 		}
 		return h.serveSignin(w, r)
+	case "/keys":
+		return h.serveKeys(w, r, "")
 	case "/webhook":
 		if h.webhookSecret == "" {
 			return caddyhttp.Error(http.StatusNotFound, errors.New("paywall: no webhook_secret configured"))
@@ -234,6 +259,9 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, name str
 			return err
 		}
 		return h.serveWebhook(w, r)
+	}
+	if rest, ok := strings.CutPrefix(name, "/keys/"); ok {
+		return h.serveKeys(w, r, rest)
 	}
 	return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("paywall: no endpoint %q", name))
 }

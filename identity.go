@@ -119,8 +119,10 @@ func newLoginSource(id *Identity) (*loginSource, error) {
 // cacheKey names the login cache a source shares with the others of its
 // kind that sell the same: which of several customers with one email a user
 // is matched to depends on what the handler sells.
-func (s *loginSource) cacheKey(prices, products []string) string {
-	return s.kind + "\x00" + s.metaKey + "\x00" + strings.Join(prices, " ") + "\x00" + strings.Join(products, " ")
+// With api_keys, the identities answer {http.paywall.keys_url}, which is
+// the handler's: handlers with other endpoint prefixes keep their own.
+func (s *loginSource) cacheKey(prices, products []string, keysURL string) string {
+	return s.kind + "\x00" + s.metaKey + "\x00" + strings.Join(prices, " ") + "\x00" + strings.Join(products, " ") + "\x00" + keysURL
 }
 
 // value reads the site's user from the request: "" for nobody.
@@ -167,6 +169,7 @@ func (s *loginSource) value(r *http.Request, repl *caddy.Replacer, logger *zap.L
 // forgets what it concerns without walking the cache.
 type loginCache struct {
 	kind, metaKey string
+	keysURL       any // with api_keys: {http.paywall.keys_url}
 
 	mu         sync.RWMutex
 	m          map[string]*loginEntry
@@ -185,9 +188,9 @@ type loginEntry struct {
 	fetched int64    // unix nanos of the Stripe read; 0 when none is needed
 }
 
-func newLoginCache(kind, metaKey string, max int) *loginCache {
+func newLoginCache(kind, metaKey string, max int, keysURL any) *loginCache {
 	c := &loginCache{
-		kind: kind, metaKey: metaKey, max: max,
+		kind: kind, metaKey: metaKey, max: max, keysURL: keysURL,
 		m:          make(map[string]*loginEntry),
 		byCustomer: make(map[string]map[string]struct{}),
 		byEmail:    make(map[string]map[string]struct{}),
@@ -212,7 +215,7 @@ func (c *loginCache) get(v string) *loginEntry {
 func (c *loginCache) put(v, customer string, fetched int64, gen uint64) identity {
 	id := identity{}
 	if customer != "" {
-		id = newIdentity(customer, 0)
+		id = newIdentity(customer, 0, c.keysURL)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -308,12 +311,12 @@ func (c *loginCache) forget(email string, metadata map[string]string, changed st
 
 // loginCache returns the account's cache for a kind of login, made on first
 // use and kept while a handler uses it.
-func (a *account) loginCache(key, kind, metaKey string, max int) *loginCache {
+func (a *account) loginCache(key, kind, metaKey string, max int, keysURL any) *loginCache {
 	a.loginsMu.Lock()
 	defer a.loginsMu.Unlock()
 	c := a.logins[key]
 	if c == nil {
-		c = newLoginCache(kind, metaKey, max)
+		c = newLoginCache(kind, metaKey, max, keysURL)
 		a.logins[key] = c
 	}
 	c.users++
@@ -373,6 +376,7 @@ func (a *account) forgetLogins(email string, metadata map[string]string, changed
 type visitor struct {
 	identity        // the Stripe customer, when there is one
 	login    string // with identity <placeholder>: the site's user, "" for nobody
+	byKey    bool   // the request presented an API key
 }
 
 // who says who a request comes from: the paywall's cookie, or the site's
@@ -470,10 +474,11 @@ func (h *Handler) findCustomer(ctx context.Context, v string, subscribed bool) (
 	t := now()
 	ever := ""
 	for _, cus := range found {
-		subs, err := h.customerState(cus, t.UnixNano())
+		f, err := h.customerState(cus, t.UnixNano())
 		if err != nil {
 			return "", false, err
 		}
+		subs := f.subs
 		if ok, _ := h.entitlement(subs, t); ok {
 			return cus, true, nil
 		}

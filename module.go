@@ -183,6 +183,12 @@ type Handler struct {
 	// instance and several: `redis {$PAYWALL_REDIS:off}`).
 	Redis string `json:"redis,omitempty"`
 
+	// API keys for programs: a subscriber creates keys at
+	// `<endpoint_prefix>/keys`, kept as hashes in the Stripe customer's
+	// metadata, and a request with `Authorization: Bearer pwk_…` is that
+	// subscriber. Needs the Stripe key's Customers write permission.
+	APIKeys *APIKeys `json:"api_keys,omitempty"`
+
 	// What every key and channel of the paywall in Redis starts with.
 	// Default `paywall:`; sites that share one Redis give each their own.
 	RedisPrefix string `json:"redis_prefix,omitempty"`
@@ -198,6 +204,7 @@ type Handler struct {
 	staleIfError  time.Duration // StaleIfError, 0 when off
 	signin        *signin       // nil without an email block
 	login         *loginSource  // nil with the cookie identity
+	apiKeys       *apiKeys      // nil without api_keys
 	limiter       *limiter
 	redis         *redisLink        // nil without redis
 	accountTag    string            // names the account in Redis, not its key
@@ -365,6 +372,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.cookies = newCookieJar(h.CookieName, time.Duration(h.CookieMaxAge), h.cookieSecret, storage, h.logger)
 	h.cookies.https = strings.HasPrefix(h.publicURL, "https://")
+	if h.APIKeys != nil {
+		h.apiKeys = newAPIKeys(h.APIKeys, h.prefix, h.cookies)
+		h.cookies.keysURL = h.apiKeys.urlAny
+		// From now on every read of a customer brings the keys.
+		h.account.readsKeys.Store(true)
+	}
 
 	if h.Page != "" {
 		page, err := loadPageTemplate(h.Page)
@@ -456,6 +469,9 @@ func (h *Handler) Validate() error {
 		if cl.Max <= 0 || cl.Per < 0 {
 			return fmt.Errorf("checkout_limit must be a positive number per a positive duration, such as 30 per 10m, or off")
 		}
+	}
+	if k := h.APIKeys; k != nil && (k.Max < 0 || k.Max > maxKeysLimit) {
+		return fmt.Errorf("api_keys max %d must be between 1 and %d: keys share the customer's %d metadata entries with yours", k.Max, maxKeysLimit, stripeMetadataMax)
 	}
 	if h.cookieSecret != "" && len(h.cookieSecret) < 32 {
 		return errors.New("cookie_secret must be at least 32 characters")
@@ -568,8 +584,14 @@ func (h *Handler) provisionIdentity(repl *caddy.Replacer) error {
 		if err != nil {
 			return err
 		}
-		src.key = src.cacheKey(h.prices, h.products)
-		src.logins = h.account.loginCache(src.key, src.kind, src.metaKey, h.CacheSize)
+		var keysURL any
+		keysPath := ""
+		if h.APIKeys != nil {
+			keysPath = h.prefix + "/keys"
+			keysURL = keysPath
+		}
+		src.key = src.cacheKey(h.prices, h.products, keysPath)
+		src.logins = h.account.loginCache(src.key, src.kind, src.metaKey, h.CacheSize, keysURL)
 		h.login = src
 	}
 	if h.Email == nil {

@@ -49,6 +49,8 @@ import (
 //	             token, which its button posts to SigninURL
 //	SigninEmail  and the address the link was mailed to, masked
 //	             (a•••@example.com): whose account the link opens
+//	KeysURL      the visitor's API keys (`api_keys`); set when a customer
+//	             is known
 //	Account      true when the site's own login says who the visitor is
 //	             (identity <placeholder>): the words speak of an account,
 //	             not of this browser
@@ -79,6 +81,7 @@ type PageData struct {
 	SigninURL   string
 	Token       string
 	SigninEmail string
+	KeysURL     string
 	Account     bool
 	Notice      bool
 	T           map[string]string
@@ -95,7 +98,7 @@ const defaultRetryAfter = 5
 const customPageCSP = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; " +
 	"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
-//go:embed templates/page.html templates/page.css
+//go:embed templates/page.html templates/page.css templates/keys.html
 var templateFS embed.FS
 
 var (
@@ -189,6 +192,13 @@ var noticeReasons = []string{
 	reasonSigninLinkInvalid,
 	reasonSigninLinkExpired,
 	reasonSigninLinkUsed,
+	reasonInvalidKey,
+	reasonKeysSignin,
+	reasonKeysByKey,
+	reasonKeysMax,
+	reasonKeysFull,
+	reasonKeyNotFound,
+	reasonKeysPermission,
 }
 
 // pageReasons are the reasons a page can be asked to explain.
@@ -317,6 +327,9 @@ func newPageData(d denial, lang, supportURL string) PageData {
 	if d.RetryAfter > 0 || d.signinTTL > 0 {
 		strs = withWait(strs, d.RetryAfter, d.signinTTL)
 	}
+	if d.maxKeys > 0 {
+		strs = withCount(strs, d.maxKeys)
+	}
 	reason := d.Reason
 	if _, ok := strs["title_"+reason]; !ok {
 		reason = reasonNoSubscription // words for a reason this page does not know
@@ -341,6 +354,7 @@ func newPageData(d denial, lang, supportURL string) PageData {
 		CheckoutURL: d.CheckoutURL,
 		PortalURL:   d.PortalURL,
 		LogoutURL:   d.LogoutURL,
+		KeysURL:     d.KeysURL,
 		SupportURL:  supportURL,
 		ReturnPath:  safeReturn(d.ReturnPath),
 		RetryAfter:  d.RetryAfter,
@@ -358,8 +372,14 @@ func statusKey(status int) string {
 	switch status {
 	case http.StatusBadRequest:
 		return "status_400"
+	case http.StatusUnauthorized:
+		return "status_401"
 	case http.StatusForbidden:
 		return "status_403"
+	case http.StatusNotFound:
+		return "status_404"
+	case http.StatusConflict:
+		return "status_409"
 	case http.StatusGone:
 		return "status_410"
 	case http.StatusTooManyRequests:
@@ -399,6 +419,7 @@ type problem struct {
 	CheckoutURL string `json:"checkout_url,omitempty"`
 	PortalURL   string `json:"portal_url,omitempty"`
 	SigninURL   string `json:"signin_url,omitempty"`
+	KeysURL     string `json:"keys_url,omitempty"`
 	SupportURL  string `json:"support_url,omitempty"`
 	RetryAfter  int    `json:"retry_after,omitempty"`
 }
@@ -413,6 +434,7 @@ func newProblem(base string, data PageData) problem {
 		CheckoutURL: absoluteURL(base, data.CheckoutURL),
 		PortalURL:   absoluteURL(base, data.PortalURL),
 		SigninURL:   absoluteURL(base, data.SigninURL),
+		KeysURL:     absoluteURL(base, data.KeysURL),
 		SupportURL:  absoluteURL(base, data.SupportURL),
 	}
 	p.RetryAfter = data.RetryAfter

@@ -151,7 +151,7 @@ func TestFirstPaymentLookupAgainstStripeMock(t *testing.T) {
 	t.Cleanup(recorder.Close)
 
 	c := newStripeClient(stripeMockKey, recorder.URL, 10*time.Second)
-	if _, err := c.subscriptions(context.Background(), "cus_stripemock"); err != nil {
+	if _, err := c.subscriptions(context.Background(), "cus_stripemock", false); err != nil {
 		t.Fatalf("subscriptions: %v", err)
 	}
 	c.firstPaymentProcessing(context.Background(), "in_stripemock")

@@ -384,10 +384,10 @@ return 0
 // sharedFacts is what Redis holds about a customer when a read begins.
 type sharedFacts struct {
 	gen        int64
-	subs       []subscriptionState // nil when Redis holds none
-	fetched    int64               // unix nanos of their Stripe read
-	fresh      bool                // read in the current generation, younger than cache_ttl
-	locked     bool                // this read holds the lock
+	facts            // subs nil when Redis holds none
+	fetched    int64 // unix nanos of their Stripe read
+	fresh      bool  // read in the current generation, younger than cache_ttl
+	locked     bool  // this read holds the lock
 	lockName   string
 	unreadable bool // facts Redis holds that this version cannot read
 }
@@ -413,7 +413,7 @@ func (l *redisLink) begin(customer string, force bool, ttl, lockFor time.Duratio
 	}
 	gen, _ := res[0].(int64)
 	s, _ := res[1].(string)
-	f, _ := res[2].(int64)
+	fms, _ := res[2].(int64)
 	fg, _ := res[3].(int64)
 	locked, _ := res[4].(int64)
 	sf := sharedFacts{gen: gen, locked: locked == 1}
@@ -421,16 +421,14 @@ func (l *redisLink) begin(customer string, force bool, ttl, lockFor time.Duratio
 		sf.lockName = token
 	}
 	if s != "" {
-		if err := json.Unmarshal([]byte(s), &sf.subs); err != nil {
+		if f, ok := decodeFacts(s); !ok {
 			// Not ours to read (another version wrote it): read
 			// Stripe at once, not after waiting for a lock nobody
 			// took; the read writes the facts anew.
-			sf.subs, sf.unreadable = nil, true
+			sf.unreadable = true
 		} else {
-			if sf.subs == nil {
-				sf.subs = []subscriptionState{}
-			}
-			sf.fetched = time.UnixMilli(f).UnixNano()
+			sf.facts = f
+			sf.fetched = time.UnixMilli(fms).UnixNano()
 			sf.fresh = fg == gen && !force && t.UnixNano()-sf.fetched < int64(ttl)
 		}
 	}
@@ -440,11 +438,8 @@ func (l *redisLink) begin(customer string, force bool, ttl, lockFor time.Duratio
 // store writes a Stripe read made in the generation begin gave, and
 // releases the read's lock. It reports false when an invalidation came
 // since the read began: the read may be older than the change.
-func (l *redisLink) store(customer string, sf sharedFacts, subs []subscriptionState, fetched int64) bool {
-	if subs == nil {
-		subs = []subscriptionState{}
-	}
-	b, err := json.Marshal(subs)
+func (l *redisLink) store(customer string, sf sharedFacts, f facts, fetched int64) bool {
+	b, err := encodeFacts(f)
 	if err != nil {
 		return true
 	}
@@ -684,22 +679,60 @@ func (l *redisLink) linkUsed(id string) (bool, error) {
 
 // peek returns the facts Redis holds about a customer, whatever their
 // generation and age, for a Stripe outage.
-func (l *redisLink) peek(customer string) ([]subscriptionState, int64, bool) {
+func (l *redisLink) peek(customer string) (facts, int64, bool) {
 	ctx, cancel := l.ctx()
 	defer cancel()
 	v, err := l.client.HMGet(ctx, l.key("cus", customer), "s", "f").Result()
 	if l.result(err) != nil || len(v) != 2 {
-		return nil, 0, false
+		return facts{}, 0, false
 	}
 	s, _ := v[0].(string)
-	f, _ := v[1].(string)
-	ms, perr := strconv.ParseInt(f, 10, 64)
-	var subs []subscriptionState
-	if s == "" || perr != nil || json.Unmarshal([]byte(s), &subs) != nil {
-		return nil, 0, false
+	fs, _ := v[1].(string)
+	ms, perr := strconv.ParseInt(fs, 10, 64)
+	f, ok := decodeFacts(s)
+	if s == "" || perr != nil || !ok {
+		return facts{}, 0, false
 	}
+	return f, time.UnixMilli(ms).UnixNano(), true
+}
+
+// sharedKeys is how facts with keys are kept in Redis. Facts without keys
+// are kept as the list of subscriptions alone, as versions before api_keys
+// wrote them, so that instances of both versions read each other's; an
+// older version takes the object for facts it cannot read and reads Stripe.
+type sharedKeys struct {
+	Subs []subscriptionState `json:"s"`
+	Keys []keyRecord         `json:"k"`
+}
+
+func encodeFacts(f facts) ([]byte, error) {
+	subs := f.subs
 	if subs == nil {
 		subs = []subscriptionState{}
 	}
-	return subs, time.UnixMilli(ms).UnixNano(), true
+	if f.keys == nil {
+		return json.Marshal(subs)
+	}
+	keys := f.keys.list
+	if keys == nil {
+		keys = []keyRecord{}
+	}
+	return json.Marshal(sharedKeys{Subs: subs, Keys: keys})
+}
+
+func decodeFacts(s string) (facts, bool) {
+	var f facts
+	if strings.HasPrefix(s, "{") {
+		var sk sharedKeys
+		if json.Unmarshal([]byte(s), &sk) != nil {
+			return facts{}, false
+		}
+		f = facts{subs: sk.Subs, keys: &keyRing{list: sk.Keys}}
+	} else if json.Unmarshal([]byte(s), &f.subs) != nil {
+		return facts{}, false
+	}
+	if f.subs == nil {
+		f.subs = []subscriptionState{}
+	}
+	return f, true
 }

@@ -392,7 +392,7 @@ func TestRedisOlderReadsNeverOverwriteNewer(t *testing.T) {
 	if got, want := m.TTL("paywall:cus:cus_R"), w.h.account.keepFor(); got != want || want != 24*time.Hour+5*time.Minute {
 		t.Fatalf("the generation lives %s, want %s (cache_ttl + stale_if_error)", got, want)
 	}
-	l.store("cus_R", before, []subscriptionState{{Status: "active"}}, t0)
+	l.store("cus_R", before, facts{subs: []subscriptionState{{Status: "active"}}}, t0)
 	if got, _ := l.begin("cus_R", false, ttl, time.Second); got.subs != nil {
 		t.Fatalf("a read from before the invalidation was stored: %+v", got)
 	}
@@ -400,8 +400,8 @@ func TestRedisOlderReadsNeverOverwriteNewer(t *testing.T) {
 	// In one generation, a later read replaces an earlier one, never
 	// the reverse.
 	sf, _ := l.begin("cus_R", true, ttl, time.Second)
-	l.store("cus_R", sf, []subscriptionState{{Status: "canceled"}}, t0+int64(2*time.Second))
-	l.store("cus_R", sf, []subscriptionState{{Status: "active"}}, t0+int64(time.Second))
+	l.store("cus_R", sf, facts{subs: []subscriptionState{{Status: "canceled"}}}, t0+int64(2*time.Second))
+	l.store("cus_R", sf, facts{subs: []subscriptionState{{Status: "active"}}}, t0+int64(time.Second))
 	got, _ := l.begin("cus_R", false, ttl, time.Second)
 	if !got.fresh || len(got.subs) != 1 || got.subs[0].Status != "canceled" {
 		t.Fatalf("stored %+v, want the later read", got)

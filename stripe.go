@@ -22,8 +22,12 @@ import (
 // the HTTP level, so this interface exists for clarity rather than mocking.
 type stripeAPI interface {
 	// subscriptions lists every subscription of a customer, canceled ones
-	// included. A customer Stripe does not know has none.
-	subscriptions(ctx context.Context, customer string) ([]subscriptionState, error)
+	// included, and with withKeys the customer's API keys (apikeys.go).
+	// A customer Stripe does not know has none of either.
+	subscriptions(ctx context.Context, customer string, withKeys bool) (facts, error)
+	// updateMetadata sets (an empty value deletes) entries of a customer's
+	// metadata and returns the metadata as Stripe then holds it.
+	updateMetadata(ctx context.Context, customer string, changes map[string]string) (map[string]string, error)
 	createCheckout(ctx context.Context, req checkoutRequest) (checkoutSession, error)
 	checkoutSession(ctx context.Context, id string) (checkoutSession, error)
 	// expireCheckout closes an open Checkout Session, so that it can no
@@ -101,6 +105,11 @@ var errStripeUnavailable = errors.New("stripe unavailable")
 // much. It is also errStripeUnavailable.
 var errStripeRateLimited = fmt.Errorf("stripe rate limit: %w", errStripeUnavailable)
 
+// errStripeForbidden marks a 403: the key may not make this call (a
+// restricted key without the permission). It is also errStripeUnavailable,
+// as for any call that has no answer of its own for it.
+var errStripeForbidden = fmt.Errorf("stripe permission missing: %w", errStripeUnavailable)
+
 // errStripeNotFound marks a missing object (an unknown session or customer).
 var errStripeNotFound = errors.New("not found at stripe")
 
@@ -167,7 +176,7 @@ func (c *stripeClient) close() {
 	c.transport.CloseIdleConnections()
 }
 
-func (c *stripeClient) subscriptions(ctx context.Context, customer string) ([]subscriptionState, error) {
+func (c *stripeClient) subscriptions(ctx context.Context, customer string, withKeys bool) (facts, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	params := &stripe.SubscriptionListParams{
@@ -176,10 +185,19 @@ func (c *stripeClient) subscriptions(ctx context.Context, customer string) ([]su
 	}
 	params.Context = ctx
 	params.Limit = stripe.Int64(100)
+	if withKeys {
+		// The keys live in the customer's metadata: the same call
+		// brings them, with each subscription's customer.
+		params.AddExpand("data.customer")
+	}
 	var out []subscriptionState
+	var keys *keyRing
 	it := c.subs.List(params)
 	for it.Next() {
 		s := it.Subscription()
+		if withKeys && keys == nil && s.Customer != nil && s.Customer.ID == customer {
+			keys = keysFromMetadata(s.Customer.Metadata)
+		}
 		st := subscriptionState{
 			Status:            string(s.Status),
 			CancelAtPeriodEnd: s.CancelAtPeriodEnd,
@@ -207,11 +225,44 @@ func (c *stripeClient) subscriptions(ctx context.Context, customer string) ([]su
 	if err := it.Err(); err != nil {
 		err = c.classify("list subscriptions", err)
 		if errors.Is(err, errStripeNotFound) {
-			return nil, nil
+			return facts{keys: emptyKeyRing(withKeys)}, nil
 		}
-		return nil, err
+		return facts{}, err
 	}
-	return out, nil
+	if withKeys && keys == nil {
+		// No subscription to bring the customer: a customer who
+		// never subscribed, whose keys are read on their own.
+		cp := &stripe.CustomerParams{}
+		cp.Context = ctx
+		cus, err := c.customers.Get(customer, cp)
+		if err != nil {
+			err = c.classify("retrieve customer", err)
+			if !errors.Is(err, errStripeNotFound) {
+				return facts{}, err
+			}
+		} else {
+			keys = keysFromMetadata(cus.Metadata)
+		}
+		if keys == nil {
+			keys = emptyKeyRing(true)
+		}
+	}
+	return facts{subs: out, keys: keys}, nil
+}
+
+func (c *stripeClient) updateMetadata(ctx context.Context, customer string, changes map[string]string) (map[string]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	params := &stripe.CustomerParams{}
+	params.Context = ctx
+	for k, v := range changes {
+		params.AddMetadata(k, v)
+	}
+	cus, err := c.customers.Update(customer, params)
+	if err != nil {
+		return nil, c.classify("update customer metadata", err)
+	}
+	return cus.Metadata, nil
 }
 
 // firstPaymentProcessing reports whether an incomplete subscription's first
@@ -391,6 +442,7 @@ type stripeError struct {
 	op        string
 	status    int    // Stripe's HTTP status; 0 when Stripe was not reached
 	typ, code string // Stripe's error type and code
+	param     string // the parameter Stripe found at fault, with 400
 	requestID string // Stripe's request ID, for Stripe's support
 	kind      error  // errStripeNotFound, errStripeRateLimited, errStripeUnavailable, or nil: refused
 	network   error  // the network's error, without the URL
@@ -422,7 +474,7 @@ func (c *stripeClient) classify(op string, err error) error {
 	if !errors.As(err, &se) {
 		return &stripeError{op: op, kind: errStripeUnavailable, network: redactURLError(err)}
 	}
-	e := &stripeError{op: op, status: se.HTTPStatusCode, typ: string(se.Type), code: string(se.Code), requestID: se.RequestID}
+	e := &stripeError{op: op, status: se.HTTPStatusCode, typ: string(se.Type), code: string(se.Code), param: se.Param, requestID: se.RequestID}
 	switch {
 	case se.HTTPStatusCode == http.StatusNotFound || se.Code == stripe.ErrorCodeResourceMissing:
 		e.kind = errStripeNotFound
@@ -430,6 +482,8 @@ func (c *stripeClient) classify(op string, err error) error {
 		// refused: the request itself is wrong (a bug, or a setting)
 	case se.HTTPStatusCode == http.StatusTooManyRequests:
 		e.kind = errStripeRateLimited
+	case se.HTTPStatusCode == http.StatusForbidden:
+		e.kind = errStripeForbidden
 	default:
 		e.kind = errStripeUnavailable // 401/403 (a revoked key), 5xx
 	}

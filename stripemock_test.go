@@ -43,7 +43,8 @@ func TestStripeClientAgainstStripeMock(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("subscriptions", func(t *testing.T) {
-		subs, err := c.subscriptions(ctx, "cus_stripemock")
+		f, err := c.subscriptions(ctx, "cus_stripemock", true)
+		subs := f.subs
 		if err != nil {
 			t.Fatalf("subscriptions: %v", err)
 		}
