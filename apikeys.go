@@ -431,7 +431,7 @@ func (h *Handler) refuseKey(w http.ResponseWriter, r *http.Request, next caddyht
 		w.Header().Set("Cache-Control", "no-store")
 		return caddyhttp.Error(http.StatusUnauthorized, errors.New("paywall: "+reasonInvalidKey))
 	}
-	return h.writeDenial(w, r, denial{Status: http.StatusUnauthorized, Reason: reasonInvalidKey, ReturnPath: r.URL.RequestURI(), KeysURL: h.apiKeys.url})
+	return h.writeDenial(w, r, denial{Status: http.StatusUnauthorized, Reason: reasonInvalidKey, ReturnPath: r.URL.RequestURI(), KeysURL: h.apiKeys.url, notice: true, program: true})
 }
 
 // realm names the site in a Bearer challenge: its trusted host, or the

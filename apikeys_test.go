@@ -11,6 +11,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddy-paywall/paywall/internal/stripefake"
 )
 
 func withAPIKeys(max int) option {
@@ -399,5 +401,130 @@ func TestFactsWithKeysTravelThroughRedisAndOldFactsStillRead(t *testing.T) {
 	}
 	if got, ok := decodeFacts(`{"s":[],"k":[]}`); !ok || got.keys == nil || got.keys.len() != 0 {
 		t.Errorf("read, no keys: %+v %v", got, ok)
+	}
+}
+
+func TestKeysWithTheSitesLogin(t *testing.T) {
+	w := loginWorld(t, loginEmail, "", withAPIKeys(0))
+	user := "ann@example.com"
+	cus := w.fake.CreateCustomer(user)
+	w.fake.CreateSubscription(cus, testPrice, "active")
+	w.fake.WaitDeliveries()
+	if resp := w.as("bob@example.com", http.MethodGet, "/paywall/keys", "Accept", "application/json"); resp.StatusCode != http.StatusPaymentRequired {
+		t.Errorf("a user who never subscribed: %d %s", resp.StatusCode, bodyOf(resp))
+	}
+	resp := w.as(user, http.MethodPost, "/paywall/keys", "Accept", "application/json", "Sec-Fetch-Site", "same-origin")
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create as the site's user: %d %s", resp.StatusCode, bodyOf(resp))
+	}
+	var k createdKey
+	_ = json.Unmarshal([]byte(bodyOf(resp)), &k)
+	// The key alone, without the login, is the user's customer.
+	if resp := w.withKey(k.Key, "/premium/a"); resp.StatusCode != 200 || w.placeholder("http.paywall.customer") != cus {
+		t.Errorf("key: %d %v", resp.StatusCode, w.placeholder("http.paywall.customer"))
+	}
+	// And {http.paywall.keys_url} answers the login's pages too.
+	if resp := w.as(user, http.MethodGet, "/premium/a"); resp.StatusCode != 200 || w.placeholder("http.paywall.keys_url") != "/paywall/keys" {
+		t.Errorf("login: %d keys_url %v", resp.StatusCode, w.placeholder("http.paywall.keys_url"))
+	}
+}
+
+// The metadata's hash, not the tag alone, makes a key live: a key with a
+// live key's customer and id, and the tag of this site (someone who holds
+// the cookie key), but another secret, is refused.
+func TestATaggedKeyWithAnotherSecretIsRefused(t *testing.T) {
+	w := newWorld(t, withAPIKeys(0))
+	_, _, c := w.subscriber("active")
+	k := w.createKey(c, "")
+	tagKey, err := w.h.apiKeys.tagKeyBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := k.Key[:len(k.Key)-keyTagLen-keySecretLen] + randomBase62(keySecretLen)
+	forged := head + tag(tagKey, head)
+	if vk, _ := w.h.apiKeys.lookup(forged); vk == nil || vk.id != k.ID {
+		t.Fatal("the forged key does not carry a good tag: the test shows nothing")
+	}
+	if resp := w.withKey(forged, "/premium/a"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a key of another secret: %d", resp.StatusCode)
+	}
+}
+
+func TestMaxKeysHoldsAcrossInstances(t *testing.T) {
+	a := newWorld(t, withAPIKeys(2))
+	b := a.sibling(withAPIKeys(2)) // hears no webhook: its facts lag
+	cus, _, c := a.subscriber("active")
+	cb := b.cookieFor(cus)
+	kb := b.createKey(cb, "on b")
+	if resp := b.withKey(kb.Key, "/premium/a"); resp.StatusCode != 200 { // b reads: one key
+		t.Fatalf("b's key: %d", resp.StatusCode)
+	}
+	a.createKey(c, "on a")
+	// b's facts hold one key: it writes a third, sees three, and takes
+	// its own back.
+	resp := b.post(cb, "/paywall/keys", nil, "Accept", "application/json")
+	if resp.StatusCode != http.StatusConflict {
+		t.Fatalf("a third key through b: %d %s", resp.StatusCode, bodyOf(resp))
+	}
+	if got, _ := a.fake.Customer(cus); len(got.Metadata) != 2 {
+		t.Errorf("metadata %v, want the two keys", got.Metadata)
+	}
+	// a's facts know both: it does not even ask Stripe.
+	writes := a.fake.Calls("POST /v1/customers/{id}")
+	if resp := a.post(c, "/paywall/keys", nil, "Accept", "application/json"); resp.StatusCode != http.StatusConflict {
+		t.Errorf("a third key through a: %d", resp.StatusCode)
+	}
+	if n := a.fake.Calls("POST /v1/customers/{id}") - writes; n != 0 {
+		t.Errorf("a full customer's key cost %d writes", n)
+	}
+}
+
+func TestARevokedKeyStaysOutWhileStripeIsDown(t *testing.T) {
+	w := newWorld(t, withAPIKeys(0))
+	cus, _, c := w.subscriber("active")
+	k := w.createKey(c, "")
+	keep := w.createKey(c, "")
+	for _, key := range []string{k.Key, keep.Key} {
+		if resp := w.withKey(key, "/premium/a"); resp.StatusCode != 200 {
+			t.Fatalf("live key: %d", resp.StatusCode)
+		}
+	}
+	w.revokeKey(c, k.ID)
+	w.fake.WaitDeliveries()
+	w.h.account.reads.Wait()
+	w.fake.SetOutage(stripefake.OutageErrors)
+	w.h.account.invalidate(cus) // facts known, not fresh: served while Stripe is down
+	if resp := w.withKey(k.Key, "/premium/a"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("revoked key during the outage: %d", resp.StatusCode)
+	}
+	if resp := w.withKey(keep.Key, "/premium/a"); resp.StatusCode != 200 {
+		t.Errorf("live key during the outage: %d", resp.StatusCode)
+	}
+}
+
+func TestProgramsGetJSONUnlessTheyAskForHTML(t *testing.T) {
+	w := newWorld(t, withAPIKeys(0))
+	bad := keyPrefix + "x_" + strings.Repeat("a", keyBodyLen)
+	for accept, wantJSON := range map[string]bool{"": true, "*/*": true, "text/html": false, "text/html,*/*;q=0.8": false, "application/json": true} {
+		resp := w.get(http.DefaultClient, "/premium/a", "Authorization", "Bearer "+bad, "Accept", accept)
+		if isJSON := strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json"); isJSON != wantJSON || resp.StatusCode != 401 {
+			t.Errorf("Accept %q: %d %s", accept, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	}
+}
+
+// Facts another instance without api_keys wrote to Redis hold no keys: an
+// instance with api_keys reads Stripe rather than take them for "none".
+func TestKeysAreReadWhereAnotherInstanceSharedFactsWithoutThem(t *testing.T) {
+	m := startRedis(t)
+	a := newWorld(t, withRedis(m.Addr()))
+	b := a.sibling(withRedis(m.Addr()), withAPIKeys(0))
+	cus, _, c := a.subscriber("active")
+	k := b.createKey(b.cookieFor(cus), "")
+	if resp := a.get(c, "/premium/a"); resp.StatusCode != 200 {
+		t.Fatalf("a: %d", resp.StatusCode)
+	}
+	if resp := b.withKey(k.Key, "/premium/a"); resp.StatusCode != 200 {
+		t.Errorf("b took a's facts for a customer without keys: %d", resp.StatusCode)
 	}
 }

@@ -255,6 +255,47 @@ func BenchmarkGateCached(b *testing.B) {
 	}
 }
 
+// BenchmarkGateCachedAPIKey is the hot path of a program: a request with
+// `Authorization: Bearer pwk_…` whose key was verified a moment ago and
+// whose customer's facts (subscriptions and keys) are cached; and, beside
+// it, the cookie's hot path on a handler with api_keys, which must cost what
+// BenchmarkGateCached/plugin costs. Requests are prepared as there.
+func BenchmarkGateCachedAPIKey(b *testing.B) {
+	s := newBenchSite(b, withAPIKeys(0))
+	cus := s.fake.CreateCustomer("reader@example.com")
+	s.fake.CreateSubscription(cus, testPrice, "active")
+	key, rec, err := s.h.apiKeys.newKey(cus, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.fake.UpdateCustomer(cus, "", map[string]string{keyMetaPrefix + rec.ID: keyValue(rec)}); err != nil {
+		b.Fatal(err)
+	}
+	cookie := cookieHeader(b, s.h, cus)
+	for name, header := range map[string][]string{
+		"key":    {"Authorization", "Bearer " + key},
+		"cookie": {"Cookie", cookie},
+	} {
+		b.Run(name, func(b *testing.B) {
+			base, _ := gateRequest("", header...)
+			warm := newDiscard()
+			if err := s.h.ServeHTTP(warm, caddyhttp.PrepareRequest(base, caddy.NewReplacer(), warm, nil), respondNext); err != nil || warm.status != http.StatusOK {
+				b.Fatalf("warm-up: %v %d", err, warm.status)
+			}
+			reads := s.fake.Calls("GET /v1/subscriptions")
+			w := benchPrepared(b, s.h, func(w http.ResponseWriter) *http.Request {
+				return caddyhttp.PrepareRequest(base, caddy.NewReplacer(), w, nil)
+			})
+			if w.status != http.StatusOK {
+				b.Fatalf("status %d: the program was refused", w.status)
+			}
+			if n := s.fake.Calls("GET /v1/subscriptions") - reads; n != 0 {
+				b.Fatalf("%d Stripe reads during cache hits", n)
+			}
+		})
+	}
+}
+
 // BenchmarkGateCachedLogin is the hot path with identity from the site's
 // login: basic_auth has put the user in {http.auth.user.id} (email kind),
 // whose customer and subscriptions are cached. Requests are prepared as in

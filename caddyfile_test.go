@@ -172,6 +172,16 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			want:  &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"}, Redis: "{env.PAYWALL_REDIS_URL}", RedisPrefix: "site1:"},
 		},
 		{
+			name:  "api_keys",
+			input: "paywall {\n secret_key {env.K}\n price price_1\n api_keys\n}",
+			want:  &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"}, APIKeys: &APIKeys{}},
+		},
+		{
+			name:  "api_keys max",
+			input: "paywall {\n secret_key {env.K}\n price price_1\n api_keys max 3\n}",
+			want:  &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"}, APIKeys: &APIKeys{Max: 3}},
+		},
+		{
 			name:  "checkout_limit off",
 			input: "paywall {\n secret_key {env.K}\n price price_1\n checkout_limit off\n}",
 			want:  &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"}, CheckoutLimit: &Limit{Off: true}},
@@ -307,6 +317,11 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"checkout_limit bad window", block(key, price, "checkout_limit 30 per soon"), []string{"checkout_limit", "soon"}},
 		{"missing arg redis", block(key, price, "redis"), []string{"redis"}},
 		{"redis with two URLs", block(key, price, "redis redis://a:6379 redis://b:6379"), []string{"redis", "too many"}},
+		{"api_keys max too high", block(key, price, "api_keys max 30"), []string{"api_keys", "30", "20"}},
+		{"api_keys max zero", block(key, price, "api_keys max 0"), []string{"api_keys", "1 to 20"}},
+		{"api_keys max without n", block(key, price, "api_keys max"), []string{"api_keys", "max <n>"}},
+		{"api_keys n without max", block(key, price, "api_keys 5"), []string{"api_keys", "max <n>"}},
+		{"api_keys twice", block(key, price, "api_keys", "api_keys max 2"), []string{"api_keys", "more than once"}},
 		{"checkout_limit twice", block(key, price, "checkout_limit off", "checkout_limit off"), []string{"checkout_limit", "more than once"}},
 		{"argument on the directive line", "paywall " + leakSecretKey + " {\n" + price + "\n}", []string{"paywall", "secret_key"}},
 	}

@@ -88,6 +88,8 @@ func newIdentity(customer string, expires int64, keysURL any) identity {
 				return reason, true
 			case "http.paywall.keys_url":
 				return keysURL, keysURL != nil
+			case "http.paywall.key_id":
+				return "", keysURL != nil // a browser, not a key
 			}
 			return nil, false
 		}

@@ -222,3 +222,43 @@ func FuzzSigninToken(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAPIKey: parseKey and lookup never panic; a key lookup accepts has the
+// shape of one, names a valid customer and id, and carries the tag of this
+// site's key (it is what newKey made); the Bearer parser finds only tokens
+// with the paywall's prefix.
+func FuzzAPIKey(f *testing.F) {
+	k := newAPIKeys(&APIKeys{}, "/paywall", newCookieJar("paywall", 0, strings.Repeat("k", 32), nil, zap.NewNop()))
+	made, _, err := k.newKey("cus_Fuzz_1", nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{made, made[:len(made)-1], made + "A", strings.Replace(made, "Fuzz", "Fuzy", 1),
+		keyPrefix, keyPrefix + "_", keyPrefix + "a_" + strings.Repeat("0", keyBodyLen), "pwk_" + strings.Repeat("_", 60), "Bearer " + made} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, key string) {
+		cus, id, ok := parseKey(key)
+		if ok && (!validCustomerID(cus) || !validKeyID(id) || !strings.HasPrefix(key, keyPrefix+strings.TrimPrefix(cus, "cus_")+"_"+id)) {
+			t.Fatalf("parseKey(%q) = %q %q", key, cus, id)
+		}
+		vk, err := k.lookup(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if vk != nil {
+			if !ok || vk.customer != cus || vk.id != id || vk.sum != keySum(key) {
+				t.Fatalf("lookup(%q) = %+v", key, vk)
+			}
+			head := key[:len(key)-keyTagLen]
+			tagKey, _ := k.tagKeyBytes()
+			if tag(tagKey, head) != key[len(head):] {
+				t.Fatalf("lookup accepted %q without its tag", key)
+			}
+		}
+		tok, ours := bearerKey(http.Header{"Authorization": {key}})
+		if ours && !strings.HasPrefix(tok, keyPrefix) {
+			t.Fatalf("bearerKey(%q) = %q", key, tok)
+		}
+	})
+}

@@ -30,7 +30,8 @@ type denial struct {
 	notice      bool   // a refusal of an endpoint: always the built-in page
 	account     bool   // the site's login says who the visitor is
 	signinTTL   time.Duration
-	maxKeys     int // api_keys max, for the words of keys_max
+	maxKeys     int  // api_keys max, for the words of keys_max
+	program     bool // the request presented an API key
 }
 
 // ServeHTTP serves the endpoints under the prefix and gates everything else.
@@ -122,6 +123,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		Reason:     reason,
 		ReturnPath: ret,
 		account:    h.login != nil,
+		program:    id.byKey,
 	}
 	switch reason {
 	case reasonPaymentProcessing:

@@ -79,7 +79,7 @@ func (h *Handler) serveKeys(w http.ResponseWriter, r *http.Request, rest string)
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	ret := h.apiKeys.url
 	if _, ok := bearerKey(r.Header); ok {
-		return h.notice(w, r, http.StatusForbidden, reasonKeysByKey, ret, 0)
+		return h.writeDenial(w, r, denial{Status: http.StatusForbidden, Reason: reasonKeysByKey, ReturnPath: "/", notice: true, program: true})
 	}
 	if r.Method == http.MethodPost && !sameSite(r, h.publicURL) {
 		return caddyhttp.Error(http.StatusForbidden, errors.New("paywall: a key change from another site"))

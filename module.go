@@ -56,6 +56,8 @@ const (
 // `{http.paywall.portal_url}` | the path to the billing portal, when the last payment failed
 // `{http.paywall.signin_url}` | the path that mails a sign-in link (a form's action), when offered
 // `{http.paywall.retry_after}` | seconds to wait, with 503 and 429
+// `{http.paywall.key_id}` | with `api_keys`: the id of the API key a request presented; empty for a browser
+// `{http.paywall.keys_url}` | with `api_keys`: the path of the visitor's API keys page
 type Handler struct {
 	// The Stripe secret key (`sk_…`) or restricted key (`rk_…`).
 	// Normally `{env.STRIPE_SECRET_KEY}`: placeholders are resolved when the

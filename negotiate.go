@@ -36,6 +36,17 @@ func wantsProblemJSON(accept []string) bool {
 	return false
 }
 
+// namesHTML reports whether the Accept header names text/html itself (a
+// browser's does); "*/*" alone does not.
+func namesHTML(accept []string) bool {
+	for _, m := range parseAccept(accept) {
+		if m.typ == "text" && m.sub == "html" && m.q > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 type mediaRange struct {
 	typ, sub string
 	q        float64

@@ -226,6 +226,12 @@ func (h *Handler) writeDenial(w http.ResponseWriter, r *http.Request, d denial) 
 	}
 	lang := negotiateLanguage(r.Header.Values("Accept-Language"))
 	asJSON := wantsProblemJSON(r.Header.Values("Accept"))
+	if d.program && !asJSON {
+		// A request with an API key is a program's: it gets the
+		// problem document unless it asks for HTML by name (curl's
+		// */* does not).
+		asJSON = !namesHTML(r.Header.Values("Accept"))
+	}
 
 	hdr := w.Header()
 	hdr.Set("Cache-Control", "no-store")

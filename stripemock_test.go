@@ -93,6 +93,30 @@ func TestStripeClientAgainstStripeMock(t *testing.T) {
 		checkout(t, req)
 	})
 
+	// api_keys: the subscriptions' customer expanded, and the metadata
+	// written and deleted, as keys.go does.
+	t.Run("subscriptions/without keys", func(t *testing.T) {
+		f, err := c.subscriptions(ctx, "cus_stripemock", false)
+		if err != nil || f.keys != nil {
+			t.Fatalf("subscriptions: %+v %v", f, err)
+		}
+	})
+	t.Run("subscriptions/with keys", func(t *testing.T) {
+		f, err := c.subscriptions(ctx, "cus_stripemock", true)
+		if err != nil || f.keys == nil {
+			t.Fatalf("subscriptions with keys: %+v %v", f, err)
+		}
+	})
+	t.Run("updateMetadata", func(t *testing.T) {
+		rec := keyRecord{ID: "AbCdEfGh", Created: time.Now().Unix(), Last4: "wxyz", Name: "ci: runner"}
+		if _, err := c.updateMetadata(ctx, "cus_stripemock", map[string]string{keyMetaPrefix + rec.ID: keyValue(rec)}); err != nil {
+			t.Fatalf("create a key: %v", err)
+		}
+		if _, err := c.updateMetadata(ctx, "cus_stripemock", map[string]string{keyMetaPrefix + rec.ID: ""}); err != nil {
+			t.Fatalf("revoke a key: %v", err)
+		}
+	})
+
 	t.Run("checkoutSession", func(t *testing.T) {
 		sess, err := c.checkoutSession(ctx, "cs_test_stripemock")
 		if err != nil {
