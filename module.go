@@ -43,7 +43,8 @@ const (
 // visitors whose subscription pays pass to the next handler.
 //
 // Requests under `endpoint_prefix` (default `/paywall`) are the handler's own
-// endpoints: `checkout`, `success`, `portal`, `logout` and `webhook`.
+// endpoints: `checkout`, `success`, `portal`, `logout`, `webhook`, and with
+// `api_keys`, `keys`.
 //
 // Placeholders set for the handlers and logs that follow:
 //
