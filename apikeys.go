@@ -392,13 +392,7 @@ func (h *Handler) gateKey(w http.ResponseWriter, r *http.Request, next caddyhttp
 	if !f.keys.has(vk.id, &vk.sum) {
 		return h.refuseKey(w, r, next, repl)
 	}
-	ok, reason := h.entitlement(f.subs, t)
-	if !ok {
-		return h.refuse(w, r, next, repl, v, http.StatusPaymentRequired, reason)
-	}
-	repl.Map(vk.placeholders[entitledIndex(reason)])
-	decisionsEntitled.Inc()
-	return h.pass(w, r, next)
+	return h.admit(w, r, next, repl, v, f.subs, &vk.placeholders, t)
 }
 
 // readKeys reads a customer's facts, keys included, now.

@@ -528,3 +528,15 @@ func TestKeysAreReadWhereAnotherInstanceSharedFactsWithoutThem(t *testing.T) {
 		t.Errorf("b took a's facts for a customer without keys: %d", resp.StatusCode)
 	}
 }
+
+// The README sends subscribers to checkout?return=/paywall/keys: they pay
+// and land on their keys page, where they can make a key at once.
+func TestCheckoutCanReturnToTheKeysPage(t *testing.T) {
+	w := newWorld(t, withAPIKeys(0))
+	c := w.browser()
+	w.subscribe(c, "/paywall/keys") // fails unless the success page sends the payer there
+	resp := w.get(c, "/paywall/keys")
+	if body := bodyOf(resp); resp.StatusCode != 200 || !strings.Contains(body, `id="create-key"`) {
+		t.Errorf("keys page after paying: %d %s", resp.StatusCode, body)
+	}
+}

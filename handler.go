@@ -71,11 +71,17 @@ func (h *Handler) gate(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	if err != nil {
 		return h.refuse(w, r, next, repl, v, http.StatusServiceUnavailable, reasonUnavailable)
 	}
-	ok, reason := h.entitlement(f.subs, t)
+	return h.admit(w, r, next, repl, v, f.subs, &id.placeholders, t)
+}
+
+// admit lets a visitor whose subscriptions pay through, with the
+// placeholders of their identity (or key), and refuses one whose do not.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, v visitor, subs []subscriptionState, placeholders *[3]caddy.ReplacerFunc, t time.Time) error {
+	ok, reason := h.entitlement(subs, t)
 	if !ok {
 		return h.refuse(w, r, next, repl, v, http.StatusPaymentRequired, reason)
 	}
-	repl.Map(id.placeholders[entitledIndex(reason)])
+	repl.Map(placeholders[entitledIndex(reason)])
 	decisionsEntitled.Inc()
 	return h.pass(w, r, next)
 }
