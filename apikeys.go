@@ -338,7 +338,7 @@ func (k *apiKeys) lookup(key string) (*verifiedKey, error) {
 }
 
 func (k *apiKeys) newVerified(customer, id string, sum [32]byte) *verifiedKey {
-	vk := &verifiedKey{identity: newIdentity(customer, 0, k.urlAny), id: id, sum: sum}
+	vk := &verifiedKey{identity: newIdentity(customer, 0, &k.urlAny), id: id, sum: sum}
 	idAny := any(id)
 	for i := range vk.placeholders {
 		of := vk.identity.placeholders[i]

@@ -66,6 +66,8 @@ func TestAPIKeyLetsAProgramInAsItsSubscriber(t *testing.T) {
 		t.Fatalf("metadata %q", got.Metadata)
 	}
 
+	w.fake.WaitDeliveries() // customer.updated: the key's creation, read again
+	w.h.account.reads.Wait()
 	resp := w.withKey(k.Key, "/premium/a")
 	if resp.StatusCode != 200 {
 		t.Fatalf("key of a subscriber: %d %s", resp.StatusCode, bodyOf(resp))

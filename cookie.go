@@ -39,7 +39,7 @@ type cookieJar struct {
 	nonce     string // the checkout cookie's name on plain HTTP
 	hostNonce string // and on HTTPS: __Host-<nonce>
 	maxAge    time.Duration
-	keysURL   any                      // with api_keys: {http.paywall.keys_url} of the identities
+	keysURL   *any                     // with api_keys: {http.paywall.keys_url} of the identities
 	https     bool                     // public_url is https: cookies are Secure whatever Caddy sees
 	secret    string                   // from the config, or empty
 	storage   func() certmagic.Storage // Caddy's, without cookie_secret; else nil
@@ -73,11 +73,14 @@ type identity struct {
 	placeholders [3]caddy.ReplacerFunc
 }
 
-// newIdentity makes the identity of a verified customer.
-// keysURL, when not nil, answers {http.paywall.keys_url}.
-func newIdentity(customer string, expires int64, keysURL any) identity {
+// newIdentity makes the identity of a verified customer. keysURL, when
+// not nil, answers {http.paywall.keys_url}. Each placeholder function holds
+// three words (the identity, the reason's index, keysURL) and fits the
+// allocator's 32-byte size class, which every verified cookie and login
+// pays three times.
+func newIdentity(customer string, expires int64, keysURL *any) identity {
 	id := identity{customer: customer, customerAny: customer, expires: expires}
-	for i, reason := range entitledReasons {
+	for i := range entitledReasons {
 		id.placeholders[i] = func(key string) (any, bool) {
 			switch key {
 			case "http.paywall.customer":
@@ -85,9 +88,11 @@ func newIdentity(customer string, expires int64, keysURL any) identity {
 			case "http.paywall.status":
 				return statusEntitled, true
 			case "http.paywall.reason":
-				return reason, true
+				return entitledReasons[i], true
 			case "http.paywall.keys_url":
-				return keysURL, keysURL != nil
+				if keysURL != nil {
+					return *keysURL, true
+				}
 			case "http.paywall.key_id":
 				return "", keysURL != nil // a browser, not a key
 			}

@@ -169,7 +169,7 @@ func (s *loginSource) value(r *http.Request, repl *caddy.Replacer, logger *zap.L
 // forgets what it concerns without walking the cache.
 type loginCache struct {
 	kind, metaKey string
-	keysURL       any // with api_keys: {http.paywall.keys_url}
+	keysURL       *any // with api_keys: {http.paywall.keys_url}
 
 	mu         sync.RWMutex
 	m          map[string]*loginEntry
@@ -188,7 +188,7 @@ type loginEntry struct {
 	fetched int64    // unix nanos of the Stripe read; 0 when none is needed
 }
 
-func newLoginCache(kind, metaKey string, max int, keysURL any) *loginCache {
+func newLoginCache(kind, metaKey string, max int, keysURL *any) *loginCache {
 	c := &loginCache{
 		kind: kind, metaKey: metaKey, max: max, keysURL: keysURL,
 		m:          make(map[string]*loginEntry),
@@ -311,7 +311,7 @@ func (c *loginCache) forget(email string, metadata map[string]string, changed st
 
 // loginCache returns the account's cache for a kind of login, made on first
 // use and kept while a handler uses it.
-func (a *account) loginCache(key, kind, metaKey string, max int, keysURL any) *loginCache {
+func (a *account) loginCache(key, kind, metaKey string, max int, keysURL *any) *loginCache {
 	a.loginsMu.Lock()
 	defer a.loginsMu.Unlock()
 	c := a.logins[key]

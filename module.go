@@ -377,7 +377,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.cookies.https = strings.HasPrefix(h.publicURL, "https://")
 	if h.APIKeys != nil {
 		h.apiKeys = newAPIKeys(h.APIKeys, h.prefix, h.cookies)
-		h.cookies.keysURL = h.apiKeys.urlAny
+		h.cookies.keysURL = &h.apiKeys.urlAny
 		// From now on every read of a customer brings the keys.
 		h.account.readsKeys.Store(true)
 	}
@@ -587,11 +587,12 @@ func (h *Handler) provisionIdentity(repl *caddy.Replacer) error {
 		if err != nil {
 			return err
 		}
-		var keysURL any
+		var keysURL *any
 		keysPath := ""
 		if h.APIKeys != nil {
 			keysPath = h.prefix + "/keys"
-			keysURL = keysPath
+			v := any(keysPath)
+			keysURL = &v
 		}
 		src.key = src.cacheKey(h.prices, h.products, keysPath)
 		src.logins = h.account.loginCache(src.key, src.kind, src.metaKey, h.CacheSize, keysURL)
