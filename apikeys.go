@@ -1,6 +1,7 @@
 package paywall
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -82,6 +84,7 @@ type keyRecord struct {
 // keyRing is a customer's live keys, oldest first; never changed once made.
 type keyRing struct {
 	list []keyRecord
+	meta int // how many metadata entries the customer holds, the operator's too
 }
 
 // emptyKeyRing is the ring of a customer without keys when keys were read,
@@ -128,7 +131,7 @@ func (k *keyRing) len() int {
 // keysFromMetadata reads the keys out of a customer's metadata; entries
 // that do not parse (edited by hand) are no key.
 func keysFromMetadata(md map[string]string) *keyRing {
-	ring := &keyRing{}
+	ring := &keyRing{meta: len(md)}
 	for name, v := range md {
 		id, ok := strings.CutPrefix(name, keyMetaPrefix)
 		if !ok || !validKeyID(id) {
@@ -139,10 +142,7 @@ func keysFromMetadata(md map[string]string) *keyRing {
 		}
 	}
 	slices.SortFunc(ring.list, func(a, b keyRecord) int {
-		if a.Created != b.Created {
-			return int(a.Created - b.Created)
-		}
-		return strings.Compare(a.ID, b.ID)
+		return cmp.Or(cmp.Compare(a.Created, b.Created), strings.Compare(a.ID, b.ID))
 	})
 	return ring
 }
@@ -382,32 +382,82 @@ func (h *Handler) gateKey(w http.ResponseWriter, r *http.Request, next caddyhttp
 	}
 	f, err := h.customerState(vk.customer, t.UnixNano())
 	if err == nil && f.keys == nil {
-		// Facts read before api_keys was configured.
+		// Facts read without the keys: before api_keys was
+		// configured, or while Stripe refused them.
 		f, err = h.readKeys(vk.customer)
 	}
 	v := visitor{identity: vk.identity, byKey: true}
-	if err != nil {
+	if err != nil || f.keys == nil {
+		repl.Set("http.paywall.key_id", vk.id)
+		if err == nil {
+			return h.keysUncheckable(w, r, next, repl)
+		}
 		return h.refuse(w, r, next, repl, v, http.StatusServiceUnavailable, reasonUnavailable)
 	}
 	if !f.keys.has(vk.id, &vk.sum) {
 		return h.refuseKey(w, r, next, repl)
 	}
+	if ok, _ := h.entitlement(f.subs, t); !ok {
+		repl.Set("http.paywall.key_id", vk.id) // which key was refused, for the logs
+	}
 	return h.admit(w, r, next, repl, v, f.subs, &vk.placeholders, t)
 }
 
-// readKeys reads a customer's facts, keys included, now.
+// readKeys reads a customer's facts, keys included, now, unless Stripe is
+// down or refuses the keys (then they stay nil).
 func (h *Handler) readKeys(customer string) (facts, error) {
+	t := now().UnixNano()
+	if h.account.down(t) {
+		return facts{}, errStripeUnavailable
+	}
+	if h.account.keysDenied(t) {
+		return facts{}, nil
+	}
 	v, err, _ := h.account.flights.Do(customer, func() (any, error) {
 		return h.readCustomer(customer, false)
 	})
 	if err != nil {
 		return facts{}, err
 	}
-	f := v.(facts)
-	if f.keys == nil {
-		f.keys = emptyKeyRing(true)
+	return v.(facts), nil
+}
+
+// keysDenied reports whether Stripe refused to read customers' keys within
+// the last keysDeniedFor.
+func (a *account) keysDenied(t int64) bool {
+	return t < a.keysDeniedUntil.Load()
+}
+
+// keysDeniedFor is how long reads leave the keys out after Stripe refused
+// them for lack of a permission.
+var keysDeniedFor = time.Minute
+
+// keysForbidden records that Stripe refused to read a customer's keys: the
+// restricted key lacks the permission. Reads leave them out for a while
+// (browsers are served as before), and the log says what to change, once
+// a minute at most.
+func (h *Handler) keysForbidden(t int64) {
+	h.account.keysDeniedUntil.Store(t + int64(keysDeniedFor))
+	if log, n := h.account.keysRefusals.allow(t); log {
+		h.logger.Error("api_keys: Stripe refused to read customers, so API keys cannot be checked and programs get 500 (keys_permission); "+
+			"give the restricted key the permission Customers: write (Dashboard → Developers → API keys → edit the key)",
+			zap.Int("refusals_since_last_line", n))
 	}
-	return f, nil
+}
+
+// keysUncheckable answers a key while Stripe refuses to read keys.
+func (h *Handler) keysUncheckable(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer) error {
+	repl.Set("http.paywall.status", statusUnavailable)
+	repl.Set("http.paywall.reason", reasonKeysPermission)
+	decisions.WithLabelValues(statusUnavailable, reasonKeysPermission).Inc()
+	if h.DryRun {
+		return next.ServeHTTP(w, r)
+	}
+	if h.handleErrors {
+		w.Header().Set("Cache-Control", "no-store")
+		return caddyhttp.Error(http.StatusInternalServerError, errors.New("paywall: "+reasonKeysPermission))
+	}
+	return h.writeDenial(w, r, denial{Status: http.StatusInternalServerError, Reason: reasonKeysPermission, ReturnPath: r.URL.RequestURI(), notice: true, program: true})
 }
 
 // refuseKey answers a key that is not live: malformed, made elsewhere,
@@ -431,7 +481,7 @@ func (h *Handler) refuseKey(w http.ResponseWriter, r *http.Request, next caddyht
 // realm names the site in a Bearer challenge: its trusted host, or the
 // paywall when none can be trusted.
 func (h *Handler) realm(r *http.Request) string {
-	if base, ok := h.origin(r); ok {
+	if base, ok := h.trustedOrigin(r); ok {
 		if _, host, ok := strings.Cut(base, "://"); ok && !strings.ContainsAny(host, `"\`) {
 			return host
 		}

@@ -3,10 +3,13 @@ package paywall
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -258,7 +261,7 @@ func TestKeysPageListsAndShowsANewKeyOnce(t *testing.T) {
 	key = key[:strings.IndexByte(key, '<')]
 	resp = w.get(c, "/paywall/keys", "Accept-Language", "id")
 	body = bodyOf(resp)
-	if resp.StatusCode != 200 || strings.Contains(body, key) || !strings.Contains(body, "pwk_…"+key[len(key)-4:]) ||
+	if resp.StatusCode != 200 || strings.Contains(body, key) || !strings.Contains(body, "…"+key[len(key)-4:]) ||
 		!strings.Contains(body, "Kunci API Anda") || !strings.Contains(body, `action="/paywall/keys/`) {
 		t.Errorf("list: %d %s", resp.StatusCode, body)
 	}
@@ -404,6 +407,9 @@ func TestFactsWithKeysTravelThroughRedisAndOldFactsStillRead(t *testing.T) {
 	if got, ok := decodeFacts(`{"s":[],"k":[]}`); !ok || got.keys == nil || got.keys.len() != 0 {
 		t.Errorf("read, no keys: %+v %v", got, ok)
 	}
+	if got, ok := decodeFacts(`{"s":[]}`); !ok || got.keys != nil {
+		t.Errorf("an object without keys is facts not read with them: %+v %v", got, ok)
+	}
 }
 
 func TestKeysWithTheSitesLogin(t *testing.T) {
@@ -540,5 +546,111 @@ func TestCheckoutCanReturnToTheKeysPage(t *testing.T) {
 	resp := w.get(c, "/paywall/keys")
 	if body := bodyOf(resp); resp.StatusCode != 200 || !strings.Contains(body, `id="create-key"`) {
 		t.Errorf("keys page after paying: %d %s", resp.StatusCode, body)
+	}
+}
+
+// A restricted key that may list subscriptions but not read customers:
+// browsers are served as before, Stripe is not taken for down, and a
+// program is told the keys cannot be checked.
+func TestWithoutThePermissionToReadCustomersBrowsersStillPass(t *testing.T) {
+	w := newWorld(t)
+	deny := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/subscriptions" && strings.Contains(r.URL.RawQuery, "data.customer") {
+			rw.Header().Set("Content-Type", "application/json")
+			rw.WriteHeader(http.StatusForbidden)
+			io.WriteString(rw, `{"error":{"type":"invalid_request_error","message":"The provided key 'rk_test_****abcd' does not have the required permissions for this endpoint. Having the 'rak_customer_read' permission would allow this request to continue."}}`)
+			return
+		}
+		w.fake.ServeHTTP(rw, r)
+	}))
+	t.Cleanup(deny.Close)
+	h := provisionTestHandler(t, deny.URL, withAPIKeys(0))
+	t.Cleanup(func() { h.account.reads.Wait() })
+	w.h = h
+	cus, _, c := w.subscriber("active")
+	if resp := w.get(c, "/premium/a"); resp.StatusCode != 200 {
+		t.Fatalf("a paying browser: %d %s", resp.StatusCode, bodyOf(resp))
+	}
+	key, rec, _ := h.apiKeys.newKey(cus, nil)
+	w.fake.UpdateCustomer(cus, "", map[string]string{keyMetaPrefix + rec.ID: keyValue(rec)})
+	h.account.invalidate(cus)
+	resp := w.withKey(key, "/premium/a")
+	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(bodyOf(resp), "keys_permission") {
+		t.Errorf("a key: %d %s", resp.StatusCode, bodyOf(resp))
+	}
+	if h.account.down(now().UnixNano()) {
+		t.Error("a missing permission took Stripe for down")
+	}
+	reads := w.fake.Calls("GET /v1/subscriptions")
+	w.withKey(key, "/premium/a")
+	if resp := w.get(c, "/premium/b"); resp.StatusCode != 200 {
+		t.Errorf("a paying browser after the refusal: %d", resp.StatusCode)
+	}
+	if n := w.fake.Calls("GET /v1/subscriptions") - reads; n != 0 {
+		t.Errorf("%d reads while the keys are known to be refused", n)
+	}
+}
+
+// A key deleted in the Dashboard ends with the webhook, even when the read
+// the webhook starts fails: the event says which keys it removed.
+func TestADashboardRevocationEndsTheKeyWhileStripeCannotBeRead(t *testing.T) {
+	w := newWorld(t, withAPIKeys(0))
+	cus, _, c := w.subscriber("active")
+	k := w.createKey(c, "")
+	keep := w.createKey(c, "")
+	w.fake.WaitDeliveries()
+	w.h.account.reads.Wait()
+	if resp := w.withKey(k.Key, "/premium/a"); resp.StatusCode != 200 {
+		t.Fatalf("live key: %d", resp.StatusCode)
+	}
+	w.fake.SetOutageFor("GET /v1/subscriptions", stripefake.OutageErrors)
+	if err := w.fake.UpdateCustomer(cus, "", map[string]string{keyMetaPrefix + k.ID: ""}); err != nil {
+		t.Fatal(err)
+	}
+	w.fake.WaitDeliveries()
+	if resp := w.withKey(k.Key, "/premium/a"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a key deleted in the Dashboard: %d", resp.StatusCode)
+	}
+	if resp := w.withKey(keep.Key, "/premium/a"); resp.StatusCode != 200 {
+		t.Errorf("another key of the customer: %d", resp.StatusCode)
+	}
+}
+
+// With Redis, a key revoked on one instance leaves the facts every other
+// instance holds, so that none lets it in while it cannot read Stripe; an
+// instance that never read the customer takes no key from Redis's copy.
+func TestARevokedKeyLeavesEveryInstanceThroughRedis(t *testing.T) {
+	m := startRedis(t)
+	a := newWorld(t, withRedis(m.Addr()), withAPIKeys(0))
+	b := a.sibling(withRedis(m.Addr()), withAPIKeys(0))
+	third := a.sibling(withRedis(m.Addr()), withAPIKeys(0))
+	cus, _, c := a.subscriber("active")
+	k := a.createKey(c, "")
+	k2 := a.createKey(c, "")
+	a.fake.WaitDeliveries()
+	a.h.account.reads.Wait()
+	b.listening()
+	if resp := a.withKey(k2.Key, "/premium/a"); resp.StatusCode != 200 { // Redis holds the facts, both keys
+		t.Fatalf("a: %d", resp.StatusCode)
+	}
+	if resp := b.withKey(k.Key, "/premium/a"); resp.StatusCode != 200 {
+		t.Fatalf("b: %d", resp.StatusCode)
+	}
+	a.fake.SetOutageFor("GET /v1/subscriptions", stripefake.OutageErrors)
+	if resp := a.revokeKey(c, k.ID); resp.StatusCode != 200 {
+		t.Fatalf("revoke: %d", resp.StatusCode)
+	}
+	eventually(t, 5*time.Second, "b drops the key", func() bool {
+		e := b.h.account.peek(cus)
+		return e != nil && e.keys.find(k.ID) == nil
+	})
+	if resp := b.withKey(k.Key, "/premium/a"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("b, Stripe unreadable: %d", resp.StatusCode)
+	}
+	if resp := third.withKey(k.Key, "/premium/a"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("an instance that never read the customer, Stripe unreadable: %d", resp.StatusCode)
+	}
+	if resp := third.get(third.cookieFor(cus), "/premium/a"); resp.StatusCode != 200 {
+		t.Errorf("the same customer's browser there: %d", resp.StatusCode)
 	}
 }

@@ -85,8 +85,11 @@ type account struct {
 	maxKeep atomic.Int64
 
 	// readsKeys: a handler of the account has api_keys, so every read
-	// of a customer reads the keys too (see stripeClient.subscriptions).
-	readsKeys atomic.Bool
+	// of a customer reads the keys too (see stripeClient.subscriptions),
+	// unless Stripe refused them since keysDeniedUntil (unix nanos).
+	readsKeys       atomic.Bool
+	keysDeniedUntil atomic.Int64
+	keysRefusals    logThrottle
 
 	// recheckBelow: entries whose read began before this epoch count as
 	// older than cache_ttl (see resubscribed).
@@ -514,6 +517,10 @@ func (h *Handler) customerState(customer string, t int64) (facts, error) {
 		// customer: what another instance read serves, within
 		// stale_if_error, as this instance's own facts would.
 		if f, fetched, ok := h.redis.peek(customer); ok && t-fetched < int64(h.CacheTTL)+int64(h.staleIfError) {
+			// Not the keys: Redis's copy may hold one revoked since
+			// it was read, which this instance never heard of. A
+			// program of this customer waits for Stripe here.
+			f.keys = nil
 			a.store(customer, f, fetched, a.epoch.Load(), fromRedis)
 			a.invalidate(customer) // read Stripe again once it answers
 			cacheEvents.WithLabelValues("stale_served").Inc()
@@ -571,7 +578,7 @@ func (h *Handler) logStripeFailure(err error) {
 func (h *Handler) readCustomer(customer string, force bool) (facts, error) {
 	a := h.account
 	start := a.epoch.Load()
-	withKeys := a.readsKeys.Load()
+	withKeys := a.readsKeys.Load() && !a.keysDenied(now().UnixNano())
 	var sf sharedFacts
 	shared := h.redis.usable()
 	if shared {
@@ -589,6 +596,10 @@ func (h *Handler) readCustomer(customer string, force bool) (facts, error) {
 	a.stripeReads.Add(1)
 	f, err := h.stripe.subscriptions(context.Background(), customer, withKeys)
 	t := now().UnixNano()
+	if errors.Is(err, errKeysForbidden) {
+		h.keysForbidden(t)
+		err = nil
+	}
 	if err != nil {
 		a.stripeErrors.Add(1)
 		if errors.Is(err, errStripeUnavailable) {

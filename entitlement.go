@@ -45,15 +45,12 @@ const (
 
 // The pages of API key management (keys.go).
 const (
-	reasonKeys            = "keys"              // 200: the list
-	reasonKeyCreated      = "key_created"       // 201: the new key, shown once
-	reasonKeysSignin      = "keys_signin"       // 401: nobody signed in
-	reasonKeysByKey       = "keys_by_key"       // 403: a request with a key; keys are managed in a browser
-	reasonKeysMax         = "keys_max"          // 409: the customer holds max keys
-	reasonKeysFull        = "keys_full"         // 409: the customer's metadata has no room
-	reasonKeyNotFound     = "key_not_found"     // 404: revoking a key the customer does not hold
-	reasonKeysPermission  = "keys_permission"   // 500: the Stripe key may not write customers
-	reasonKeysNotEntitled = "keys_not_entitled" // 402: creating a key without paying
+	reasonKeysSignin     = "keys_signin"     // 401: nobody signed in
+	reasonKeysByKey      = "keys_by_key"     // 403: a request with a key; keys are managed in a browser
+	reasonKeysMax        = "keys_max"        // 409: the customer holds max keys
+	reasonKeysFull       = "keys_full"       // 409: the customer's metadata has no room
+	reasonKeyNotFound    = "key_not_found"   // 404: revoking a key the customer does not hold
+	reasonKeysPermission = "keys_permission" // 500: the Stripe key may not write customers
 )
 
 // Values of {http.paywall.status}.

@@ -108,6 +108,9 @@ func (h *Handler) serveKeys(w http.ResponseWriter, r *http.Request, rest string)
 	if err != nil {
 		return h.unavailable(w, r, ret)
 	}
+	if f.keys == nil {
+		return h.notice(w, r, http.StatusInternalServerError, reasonKeysPermission, ret, 0)
+	}
 	switch {
 	case revoke != "":
 		return h.revokeKey(w, r, v.customer, f, revoke)
@@ -126,6 +129,9 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, customer str
 	}
 	if f.keys.len() >= h.apiKeys.max {
 		return h.writeDenial(w, r, denial{Status: http.StatusConflict, Reason: reasonKeysMax, ReturnPath: ret, notice: true, maxKeys: h.apiKeys.max})
+	}
+	if f.keys.meta >= stripeMetadataMax {
+		return h.notice(w, r, http.StatusConflict, reasonKeysFull, ret, 0)
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	name := cleanKeyName(r.PostFormValue("name"))
@@ -173,6 +179,9 @@ func (h *Handler) revokeKey(w http.ResponseWriter, r *http.Request, customer str
 		if err != nil {
 			return h.unavailable(w, r, ret)
 		}
+		if fresh.keys == nil {
+			return h.notice(w, r, http.StatusInternalServerError, reasonKeysPermission, ret, 0)
+		}
 		if fresh.keys.find(id) == nil {
 			return h.notice(w, r, http.StatusNotFound, reasonKeyNotFound, ret, 0)
 		}
@@ -202,9 +211,22 @@ func (h *Handler) revokeKey(w http.ResponseWriter, r *http.Request, customer str
 // the facts held at once, so that they cannot let it in while Stripe
 // cannot be reached for fresh ones.
 func (h *Handler) keysChanged(customer, revoked string) {
-	h.invalidate(customer)
-	if revoked != "" {
-		h.account.forgetKey(customer, revoked)
+	if revoked == "" {
+		h.invalidate(customer)
+		return
+	}
+	h.keysRevoked(customer, []string{revoked})
+}
+
+// keysRevoked marks a customer's facts stale and drops revoked keys from
+// them, here and, with Redis, on every instance.
+func (h *Handler) keysRevoked(customer string, ids []string) {
+	h.account.invalidate(customer)
+	for _, id := range ids {
+		h.account.forgetKey(customer, id)
+	}
+	if h.redis != nil {
+		h.redis.invalidateKeys(customer, ids)
 	}
 }
 

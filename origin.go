@@ -33,6 +33,20 @@ type certificateHolder interface {
 // otherwise: the caller refuses what needs an absolute URL, or writes a path
 // instead, and the first such request is logged with the fix.
 func (h *Handler) origin(r *http.Request) (base string, ok bool) {
+	if base, ok := h.trustedOrigin(r); ok {
+		return base, true
+	}
+	if h.originWarned.CompareAndSwap(false, true) {
+		h.logger.Warn("public_url is needed: this site's address cannot be trusted from the request, so checkout and the billing portal are refused "+
+			"(set public_url to the scheme and host visitors use, such as https://example.com)",
+			zap.String("host", r.Host), zap.Bool("tls", r.TLS != nil), zap.Bool("forwarded", forwarded(r)))
+	}
+	return "", false
+}
+
+// trustedOrigin is origin without its warning, for what can do without an
+// address (a Bearer challenge's realm).
+func (h *Handler) trustedOrigin(r *http.Request) (base string, ok bool) {
 	if h.publicURL != "" {
 		return h.publicURL, true
 	}
@@ -47,11 +61,6 @@ func (h *Handler) origin(r *http.Request) (base string, ok bool) {
 		}
 	case isLoopback(name) && !forwarded(r):
 		return "http://" + host, true
-	}
-	if h.originWarned.CompareAndSwap(false, true) {
-		h.logger.Warn("public_url is needed: this site's address cannot be trusted from the request, so checkout and the billing portal are refused "+
-			"(set public_url to the scheme and host visitors use, such as https://example.com)",
-			zap.String("host", r.Host), zap.Bool("tls", r.TLS != nil), zap.Bool("forwarded", forwarded(r)))
 	}
 	return "", false
 }

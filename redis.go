@@ -472,8 +472,17 @@ func (l *redisLink) release(customer string, sf sharedFacts) {
 // from the other instances until something else on this one asks Redis.
 // Its success ends the outage, and publishes what was kept.
 func (l *redisLink) invalidate(customer string) {
+	l.invalidateKeys(customer, nil)
+}
+
+// invalidateKeys is invalidate with the API keys revoked (ids), which the
+// other instances drop from the facts they hold. Kept for later while
+// Redis cannot take it, without the ids: those instances then read the
+// customer again, and until Stripe answers, keys revoked during a Redis
+// outage are still in the facts they hold.
+func (l *redisLink) invalidateKeys(customer string, revoked []string) {
 	l.ensure()
-	if err := l.publish(customer); err != nil {
+	if err := l.publish(customer, revoked); err != nil {
 		l.keepPending(customer)
 		return
 	}
@@ -483,11 +492,11 @@ func (l *redisLink) invalidate(customer string) {
 // publish raises the customer's generation and tells every instance. The
 // generation lives as long as the facts any handler of the account keeps
 // (see account.keepFor).
-func (l *redisLink) publish(customer string) error {
+func (l *redisLink) publish(customer string, revoked []string) error {
 	ctx, cancel := l.ctx()
 	defer cancel()
 	err := invalidateScript.Run(ctx, l.client, []string{l.key("cus", customer)},
-		l.account.keepFor().Milliseconds(), l.key("invalidate"), l.message(news{Customer: customer})).Err()
+		l.account.keepFor().Milliseconds(), l.key("invalidate"), l.message(news{Customer: customer, Revoked: revoked})).Err()
 	return l.result(err)
 }
 
@@ -499,6 +508,7 @@ type news struct {
 	Customer string            `json:"c,omitempty"`
 	Email    string            `json:"e,omitempty"`
 	Metadata map[string]string `json:"m,omitempty"`
+	Revoked  []string          `json:"r,omitempty"` // API keys of Customer revoked
 }
 
 func (l *redisLink) message(n news) string {
@@ -539,7 +549,7 @@ func (l *redisLink) publishPending() {
 	l.overflow = false
 	l.pendingMu.Unlock()
 	for customer := range pending {
-		if err := l.publish(customer); err != nil {
+		if err := l.publish(customer, nil); err != nil {
 			l.pendingMu.Lock()
 			for c := range pending {
 				l.pending[c] = struct{}{}
@@ -632,6 +642,9 @@ func (l *redisLink) heard(payload string) {
 	invalidations.WithLabelValues("received").Inc()
 	if n.Customer != "" {
 		l.account.invalidate(n.Customer)
+		for _, id := range n.Revoked {
+			l.account.forgetKey(n.Customer, id)
+		}
 	}
 	l.account.forgetLogins(n.Email, n.Metadata, n.Customer)
 }
@@ -702,7 +715,8 @@ func (l *redisLink) peek(customer string) (facts, int64, bool) {
 // older version takes the object for facts it cannot read and reads Stripe.
 type sharedKeys struct {
 	Subs []subscriptionState `json:"s"`
-	Keys []keyRecord         `json:"k"`
+	Keys *[]keyRecord        `json:"k"` // missing: not read
+	Meta int                 `json:"m,omitempty"`
 }
 
 func encodeFacts(f facts) ([]byte, error) {
@@ -717,7 +731,7 @@ func encodeFacts(f facts) ([]byte, error) {
 	if keys == nil {
 		keys = []keyRecord{}
 	}
-	return json.Marshal(sharedKeys{Subs: subs, Keys: keys})
+	return json.Marshal(sharedKeys{Subs: subs, Keys: &keys, Meta: f.keys.meta})
 }
 
 func decodeFacts(s string) (facts, bool) {
@@ -727,7 +741,10 @@ func decodeFacts(s string) (facts, bool) {
 		if json.Unmarshal([]byte(s), &sk) != nil {
 			return facts{}, false
 		}
-		f = facts{subs: sk.Subs, keys: &keyRing{list: sk.Keys}}
+		f.subs = sk.Subs
+		if sk.Keys != nil {
+			f.keys = &keyRing{list: *sk.Keys, meta: sk.Meta}
+		}
 	} else if json.Unmarshal([]byte(s), &f.subs) != nil {
 		return facts{}, false
 	}

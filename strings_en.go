@@ -70,6 +70,7 @@ func init() {
 		"keys_lapsed":                "Your subscription is not active, so your keys are refused until you subscribe again. You can still revoke them.",
 		"keys_none":                  "You have no keys yet.",
 		"keys_col_name":              "Name",
+		"keys_col_id":                "Id",
 		"keys_col_key":               "Key",
 		"keys_col_created":           "Created",
 		"keys_unnamed":               "no name",

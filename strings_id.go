@@ -68,6 +68,7 @@ func init() {
 		"keys_lapsed":                "Langganan Anda tidak aktif, jadi kunci Anda ditolak sampai Anda berlangganan lagi. Anda tetap dapat mencabutnya.",
 		"keys_none":                  "Anda belum punya kunci.",
 		"keys_col_name":              "Nama",
+		"keys_col_id":                "Id",
 		"keys_col_key":               "Kunci",
 		"keys_col_created":           "Dibuat",
 		"keys_unnamed":               "tanpa nama",

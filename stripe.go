@@ -110,6 +110,11 @@ var errStripeRateLimited = fmt.Errorf("stripe rate limit: %w", errStripeUnavaila
 // as for any call that has no answer of its own for it.
 var errStripeForbidden = fmt.Errorf("stripe permission missing: %w", errStripeUnavailable)
 
+// errKeysForbidden comes with facts read without the API keys because the
+// Stripe key may not read customers: the facts hold for browsers, and keys
+// cannot be checked until the key has the permission.
+var errKeysForbidden = errors.New("stripe permission missing: the key may not read customers, so API keys cannot be checked (give it Customers: write)")
+
 // errStripeNotFound marks a missing object (an unknown session or customer).
 var errStripeNotFound = errors.New("not found at stripe")
 
@@ -227,25 +232,25 @@ func (c *stripeClient) subscriptions(ctx context.Context, customer string, withK
 		if errors.Is(err, errStripeNotFound) {
 			return facts{keys: emptyKeyRing(withKeys)}, nil
 		}
+		if withKeys && errors.Is(err, errStripeForbidden) {
+			// A restricted key that may list subscriptions but
+			// not read customers: the subscriptions still decide
+			// for browsers; the keys stay unread (nil), which the
+			// caller reports (errKeysForbidden).
+			f, err := c.subscriptions(ctx, customer, false)
+			if err == nil {
+				err = errKeysForbidden
+			}
+			return f, err
+		}
 		return facts{}, err
 	}
 	if withKeys && keys == nil {
-		// No subscription to bring the customer: a customer who
-		// never subscribed, whose keys are read on their own.
-		cp := &stripe.CustomerParams{}
-		cp.Context = ctx
-		cus, err := c.customers.Get(customer, cp)
-		if err != nil {
-			err = c.classify("retrieve customer", err)
-			if !errors.Is(err, errStripeNotFound) {
-				return facts{}, err
-			}
-		} else {
-			keys = keysFromMetadata(cus.Metadata)
-		}
-		if keys == nil {
-			keys = emptyKeyRing(true)
-		}
+		// No subscription brought the customer: one who never
+		// subscribed, who cannot have made a key (making one takes a
+		// subscription that pays, and Stripe keeps ended ones), so no
+		// second read for them.
+		keys = emptyKeyRing(true)
 	}
 	return facts{subs: out, keys: keys}, nil
 }

@@ -43,7 +43,30 @@ type webhookEvent struct {
 			} `json:"customer_details"`
 			Metadata map[string]string `json:"metadata"` // a customer's
 		} `json:"object"`
+		// What a customer.updated changed, as it was before: the
+		// API keys it removed are the paywall_key_* entries here that
+		// the object no longer holds.
+		PreviousAttributes struct {
+			Metadata map[string]string `json:"metadata"`
+		} `json:"previous_attributes"`
 	} `json:"data"`
+}
+
+// revokedKeys lists the ids of the API keys a customer.updated removed.
+// Ids are never used twice, so an event that comes late removes only keys
+// that are gone.
+func revokedKeys(ev *webhookEvent) []string {
+	if ev.Type != "customer.updated" {
+		return nil
+	}
+	var ids []string
+	for name := range ev.Data.PreviousAttributes.Metadata {
+		id, ok := strings.CutPrefix(name, keyMetaPrefix)
+		if ok && validKeyID(id) && ev.Data.Object.Metadata[name] == "" {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // serveWebhook verifies a Stripe event and, when it concerns a customer,
@@ -78,6 +101,12 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) error {
 	}
 	customer := eventCustomer(&ev)
 	h.forgetLogins(&ev, customer)
+	if revoked := revokedKeys(&ev); len(revoked) > 0 && customer != "" {
+		// Out of the facts held at once, here and on every instance,
+		// so that they cannot let a key in while Stripe cannot be
+		// read for fresh ones (the read below may fail).
+		h.keysRevoked(customer, revoked)
+	}
 	if customer == "" {
 		webhookEvents.WithLabelValues("ignored").Inc()
 		h.logger.Debug("webhook event ignored", zap.String("type", ev.Type), zap.String("event", ev.ID))
