@@ -192,6 +192,10 @@ cat <<WALK
   5. "Manage billing" at the foot of the article: the billing portal.
      Cancel the subscription, "Return to site": 402 again, "ended".
   6. Subscribe again to get back in.
+  API keys: "API keys" at the foot of an article ($site_url/paywall/keys),
+     Create key, copy it, then from a terminal:
+       curl -H "Authorization: Bearer pwk_…" $site_url/api/whoami
+     Revoke it there: the same curl answers 401 (invalid_key).
 WALK
 if [ "$redis_url" != off ]; then
 	cat <<WALK
