@@ -59,6 +59,7 @@ func init() {
 //		redis           <redis://…|rediss://…|unix:///…>
 //		redis_prefix    <prefix>
 //		api_keys        [max <n>]
+//		crawlers        google|bing ...
 //	}
 func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	h.Next() // the directive name, so that the matcher token comes next
@@ -238,6 +239,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Err(err.Error())
 				}
 			}
+			continue
+		case "crawlers":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Err("crawlers takes the search engines whose verified crawlers may read gated pages: google, bing")
+			}
+			for _, a := range args {
+				if _, ok := crawlerSpecs[a]; !ok {
+					return d.Errf("crawlers: unknown search engine %q (known: google, bing)", a)
+				}
+			}
+			h.Crawlers = args
 			continue
 		case "api_keys":
 			args := d.RemainingArgs()

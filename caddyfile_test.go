@@ -172,6 +172,11 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			want:  &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"}, Redis: "{env.PAYWALL_REDIS_URL}", RedisPrefix: "site1:"},
 		},
 		{
+			name:  "crawlers",
+			input: "paywall {\n secret_key {env.K}\n price price_1\n crawlers google bing\n}",
+			want:  &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"}, Crawlers: []string{"google", "bing"}},
+		},
+		{
 			name:  "api_keys",
 			input: "paywall {\n secret_key {env.K}\n price price_1\n api_keys\n}",
 			want:  &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"}, APIKeys: &APIKeys{}},
@@ -317,6 +322,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"checkout_limit bad window", block(key, price, "checkout_limit 30 per soon"), []string{"checkout_limit", "soon"}},
 		{"missing arg redis", block(key, price, "redis"), []string{"redis"}},
 		{"redis with two URLs", block(key, price, "redis redis://a:6379 redis://b:6379"), []string{"redis", "too many"}},
+		{"crawlers without an engine", block(key, price, "crawlers"), []string{"crawlers", "google, bing"}},
+		{"crawlers of an unknown engine", block(key, price, "crawlers google yandex"), []string{"crawlers", "yandex"}},
 		{"api_keys max too high", block(key, price, "api_keys max 30"), []string{"api_keys", "30", "20"}},
 		{"api_keys max zero", block(key, price, "api_keys max 0"), []string{"api_keys", "1 to 20"}},
 		{"api_keys max without n", block(key, price, "api_keys max"), []string{"api_keys", "max <n>"}},

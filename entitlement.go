@@ -17,7 +17,8 @@ const (
 	reasonTrialEnded        = "trial_ended"
 	reasonCheckoutNotDone   = "checkout_not_completed"
 	reasonUnavailable       = "stripe_unavailable"
-	reasonInvalidKey        = "invalid_key" // 401: an API key that is not live (apikeys.go)
+	reasonInvalidKey        = "invalid_key"      // 401: an API key that is not live (apikeys.go)
+	reasonVerifiedCrawler   = "verified_crawler" // passes: a search engine's crawler, checked by DNS
 )
 
 // Reasons the paywall's own endpoints give when they refuse, on the
@@ -59,6 +60,7 @@ const (
 	statusPaymentRequired = "payment_required"
 	statusUnavailable     = "unavailable"
 	statusInvalidKey      = "unauthorized"
+	statusCrawler         = "crawler" // a verified search engine crawler (crawlers.go)
 )
 
 // entitlement decides from a customer's subscriptions whether they pay for

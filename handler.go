@@ -123,6 +123,17 @@ func entitledIndex(reason string) int {
 // refuse sets the placeholders of a refusal and answers it, or in dry_run
 // logs it and serves the request anyway.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, id visitor, status int, reason string) error {
+	// A search engine's crawler, verified, reads what it indexes; only
+	// requests that claim to be one get this far and cost a lookup.
+	if h.crawlers != nil && status == http.StatusPaymentRequired && !id.byKey {
+		if engine, ok := h.crawlers.verified(r); ok {
+			repl.Set("http.paywall.status", statusCrawler)
+			repl.Set("http.paywall.reason", reasonVerifiedCrawler)
+			repl.Set("http.paywall.crawler", engine)
+			decisions.WithLabelValues(statusCrawler, reasonVerifiedCrawler).Inc()
+			return h.pass(w, r, next)
+		}
+	}
 	ret := r.URL.RequestURI()
 	d := denial{
 		Status:     status,

@@ -192,6 +192,11 @@ type Handler struct {
 	// subscriber. Needs the Stripe key's Customers write permission.
 	APIKeys *APIKeys `json:"api_keys,omitempty"`
 
+	// Search engines whose verified crawlers read gated pages: `google`,
+	// `bing`. A request whose User-Agent claims one is checked by reverse
+	// and forward DNS of its client address, as the engines document.
+	Crawlers []string `json:"crawlers,omitempty"`
+
 	// What every key and channel of the paywall in Redis starts with.
 	// Default `paywall:`; sites that share one Redis give each their own.
 	RedisPrefix string `json:"redis_prefix,omitempty"`
@@ -202,12 +207,13 @@ type Handler struct {
 	// placeholder (a secret above all) into them. The resolved values are
 	// the private copies below (secretKey … products), with the parts
 	// built from the config; the request path reads those.
-	checkoutLimit limitSpec     // n is 0 when off
-	handleErrors  bool          // refusals handle_errors
-	staleIfError  time.Duration // StaleIfError, 0 when off
-	signin        *signin       // nil without an email block
-	login         *loginSource  // nil with the cookie identity
-	apiKeys       *apiKeys      // nil without api_keys
+	checkoutLimit limitSpec        // n is 0 when off
+	handleErrors  bool             // refusals handle_errors
+	staleIfError  time.Duration    // StaleIfError, 0 when off
+	signin        *signin          // nil without an email block
+	login         *loginSource     // nil with the cookie identity
+	apiKeys       *apiKeys         // nil without api_keys
+	crawlers      *crawlerVerifier // nil without crawlers
 	limiter       *limiter
 	redis         *redisLink        // nil without redis
 	accountTag    string            // names the account in Redis, not its key
@@ -375,6 +381,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.cookies = newCookieJar(h.CookieName, time.Duration(h.CookieMaxAge), h.cookieSecret, storage, h.logger)
 	h.cookies.https = strings.HasPrefix(h.publicURL, "https://")
+	if len(h.Crawlers) > 0 {
+		h.crawlers, _ = newCrawlerVerifier(h.Crawlers) // an unknown engine fails Validate
+	}
 	if h.APIKeys != nil {
 		h.apiKeys = newAPIKeys(h.APIKeys, h.prefix, h.cookies)
 		h.cookies.keysURL = &h.apiKeys.urlAny
@@ -472,6 +481,9 @@ func (h *Handler) Validate() error {
 		if cl.Max <= 0 || cl.Per < 0 {
 			return fmt.Errorf("checkout_limit must be a positive number per a positive duration, such as 30 per 10m, or off")
 		}
+	}
+	if _, err := newCrawlerVerifier(h.Crawlers); err != nil {
+		return err
 	}
 	if k := h.APIKeys; k != nil && (k.Max < 0 || k.Max > maxKeysLimit) {
 		return fmt.Errorf("api_keys max %d must be between 1 and %d: keys share the customer's %d metadata entries with yours", k.Max, maxKeysLimit, stripeMetadataMax)
