@@ -403,10 +403,18 @@ func BenchmarkGateCachedParallel(b *testing.B) {
 // the HTML page a browser gets, and the problem document an API client gets.
 func BenchmarkGateAnonymous402(b *testing.B) {
 	s := newBenchSite(b)
-	for _, tc := range []struct{ name, accept string }{
-		{"html", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"},
-		{"json", "application/json"},
+	// With crawlers: a browser that claims no crawler costs a look at
+	// its User-Agent, and no DNS query.
+	crawling := newBenchSite(b, withCrawlers("google", "bing"))
+	for _, tc := range []struct {
+		name, accept string
+		site         *benchSite
+	}{
+		{"html", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", s},
+		{"json", "application/json", s},
+		{"html_with_crawlers", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", crawling},
 	} {
+		s := tc.site
 		b.Run(tc.name, func(b *testing.B) {
 			r, _ := gateRequest("", "Accept", tc.accept)
 			w := newDiscard()
