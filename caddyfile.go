@@ -60,6 +60,8 @@ func init() {
 //		redis_prefix    <prefix>
 //		api_keys        [max <n>]
 //		crawlers        google|bing ...
+//		free_views      <n> per <duration> | off
+//		free_views_per_ip <n>
 //	}
 func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	h.Next() // the directive name, so that the matcher token comes next
@@ -240,6 +242,25 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			continue
+		case "free_views":
+			l, err := parseLimit(d, opt)
+			if err != nil {
+				return err
+			}
+			if !l.Off && l.Max > maxFreeViews {
+				return d.Errf("free_views: at most %d views per window (the meter is a cookie), not %d", maxFreeViews, l.Max)
+			}
+			h.FreeViews = l
+			continue
+		case "free_views_per_ip":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n <= 0 {
+				return d.Errf("free_views_per_ip: %q is not a positive whole number", d.Val())
+			}
+			h.FreeViewsPerIP = n
 		case "crawlers":
 			args := d.RemainingArgs()
 			if len(args) == 0 {

@@ -172,6 +172,11 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			want:  &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"}, Redis: "{env.PAYWALL_REDIS_URL}", RedisPrefix: "site1:"},
 		},
 		{
+			name:  "free_views",
+			input: "paywall {\n secret_key {env.K}\n price price_1\n free_views 3 per 30d\n free_views_per_ip 20\n}",
+			want:  &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"}, FreeViews: &Limit{Max: 3, Per: caddy.Duration(30 * 24 * time.Hour)}, FreeViewsPerIP: 20},
+		},
+		{
 			name:  "crawlers",
 			input: "paywall {\n secret_key {env.K}\n price price_1\n crawlers google bing\n}",
 			want:  &Handler{SecretKey: "{env.K}", Prices: []string{"price_1"}, Crawlers: []string{"google", "bing"}},
@@ -322,6 +327,9 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"checkout_limit bad window", block(key, price, "checkout_limit 30 per soon"), []string{"checkout_limit", "soon"}},
 		{"missing arg redis", block(key, price, "redis"), []string{"redis"}},
 		{"redis with two URLs", block(key, price, "redis redis://a:6379 redis://b:6379"), []string{"redis", "too many"}},
+		{"free_views beyond a cookie", block(key, price, "free_views 51 per 30d"), []string{"free_views", "50", "51"}},
+		{"free_views without per", block(key, price, "free_views 3"), []string{"free_views", "per"}},
+		{"free_views_per_ip zero", block(key, price, "free_views_per_ip 0"), []string{"free_views_per_ip", "0"}},
 		{"crawlers without an engine", block(key, price, "crawlers"), []string{"crawlers", "google, bing"}},
 		{"crawlers of an unknown engine", block(key, price, "crawlers google yandex"), []string{"crawlers", "yandex"}},
 		{"api_keys max too high", block(key, price, "api_keys max 30"), []string{"api_keys", "30", "20"}},

@@ -19,6 +19,8 @@ const (
 	reasonUnavailable       = "stripe_unavailable"
 	reasonInvalidKey        = "invalid_key"      // 401: an API key that is not live (apikeys.go)
 	reasonVerifiedCrawler   = "verified_crawler" // passes: a search engine's crawler, checked by DNS
+	reasonFreeView          = "free_view"        // passes: one of free_views (meter.go)
+	reasonFreeViewsUsed     = "free_views_used"  // 402: the free views of the window are read
 )
 
 // Reasons the paywall's own endpoints give when they refuse, on the
@@ -61,6 +63,7 @@ const (
 	statusUnavailable     = "unavailable"
 	statusInvalidKey      = "unauthorized"
 	statusCrawler         = "crawler" // a verified search engine crawler (crawlers.go)
+	statusFreeView        = "free_view"
 )
 
 // entitlement decides from a customer's subscriptions whether they pay for

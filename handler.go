@@ -30,8 +30,10 @@ type denial struct {
 	notice      bool   // a refusal of an endpoint: always the built-in page
 	account     bool   // the site's login says who the visitor is
 	signinTTL   time.Duration
-	maxKeys     int  // api_keys max, for the words of keys_max
-	program     bool // the request presented an API key
+	maxKeys     int   // api_keys max, for the words of keys_max
+	program     bool  // the request presented an API key
+	freeViews   int   // free_views n, for the words of free_views_used
+	freeBack    int64 // unix seconds: when free views come back
 }
 
 // ServeHTTP serves the endpoints under the prefix and gates everything else.
@@ -134,6 +136,17 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.
 			return h.pass(w, r, next)
 		}
 	}
+	var freeBack int64
+	if h.meter != nil && status == http.StatusPaymentRequired && !id.byKey {
+		served, used, back, err := h.freeView(w, r, next, repl)
+		if served {
+			return err
+		}
+		if used && reason == reasonNoSubscription {
+			reason, freeBack = reasonFreeViewsUsed, back
+			repl.Set("http.paywall.free_views_left", 0)
+		}
+	}
 	ret := r.URL.RequestURI()
 	d := denial{
 		Status:     status,
@@ -141,6 +154,8 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		ReturnPath: ret,
 		account:    h.login != nil,
 		program:    id.byKey,
+		freeViews:  h.meterViews(),
+		freeBack:   freeBack,
 	}
 	switch reason {
 	case reasonPaymentProcessing:

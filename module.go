@@ -192,6 +192,15 @@ type Handler struct {
 	// subscriber. Needs the Stripe key's Customers write permission.
 	APIKeys *APIKeys `json:"api_keys,omitempty"`
 
+	// Metered free views: a visitor who does not pay may read this many
+	// distinct gated pages per window (at most 50), counted in a signed
+	// cookie; `off` (the default) offers none.
+	FreeViews *Limit `json:"free_views,omitempty"`
+
+	// How many new free views one client address may take per window,
+	// for clients that drop the cookie. Default 10 × free_views.
+	FreeViewsPerIP int `json:"free_views_per_ip,omitempty"`
+
 	// Search engines whose verified crawlers read gated pages: `google`,
 	// `bing`. A request whose User-Agent claims one is checked by reverse
 	// and forward DNS of its client address, as the engines document.
@@ -214,6 +223,7 @@ type Handler struct {
 	login         *loginSource     // nil with the cookie identity
 	apiKeys       *apiKeys         // nil without api_keys
 	crawlers      *crawlerVerifier // nil without crawlers
+	meter         *meter           // nil without free_views
 	limiter       *limiter
 	redis         *redisLink        // nil without redis
 	accountTag    string            // names the account in Redis, not its key
@@ -381,6 +391,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.cookies = newCookieJar(h.CookieName, time.Duration(h.CookieMaxAge), h.cookieSecret, storage, h.logger)
 	h.cookies.https = strings.HasPrefix(h.publicURL, "https://")
+	if fv := h.FreeViews; fv != nil && !fv.Off && fv.Max > 0 && fv.Max <= maxFreeViews && fv.Per > 0 {
+		perIP := h.FreeViewsPerIP
+		if perIP <= 0 {
+			perIP = 10 * fv.Max
+		}
+		spec := limitSpec{kind: "free views per address", n: perIP, window: time.Duration(fv.Per)}
+		h.meter = &meter{n: fv.Max, window: time.Duration(fv.Per), name: h.CookieName + "_meter", jar: h.cookies, spec: spec,
+			perIP: newLimiter(h.account.limiter(spec), spec, h.redis, h.accountTag)}
+	}
 	if len(h.Crawlers) > 0 {
 		h.crawlers, _ = newCrawlerVerifier(h.Crawlers) // an unknown engine fails Validate
 	}
@@ -482,6 +501,12 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("checkout_limit must be a positive number per a positive duration, such as 30 per 10m, or off")
 		}
 	}
+	if fv := h.FreeViews; fv != nil && !fv.Off && (fv.Max < 1 || fv.Max > maxFreeViews || fv.Per <= 0) {
+		return fmt.Errorf("free_views must be from 1 to %d views per a positive duration, such as 3 per 30d, or off", maxFreeViews)
+	}
+	if h.FreeViewsPerIP < 0 {
+		return fmt.Errorf("free_views_per_ip %d must be positive", h.FreeViewsPerIP)
+	}
 	if _, err := newCrawlerVerifier(h.Crawlers); err != nil {
 		return err
 	}
@@ -520,6 +545,9 @@ func (h *Handler) Cleanup() error {
 	}
 	if h.login != nil {
 		h.account.releaseLoginCache(h.login.key)
+	}
+	if h.meter != nil {
+		h.account.releaseLimiter(h.meter.spec)
 	}
 	if h.poolKey != "" {
 		_, err := accounts.Delete(h.poolKey)

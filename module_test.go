@@ -204,6 +204,8 @@ func TestValidateErrors(t *testing.T) {
 		{"public cache_control", &Handler{Prices: []string{"price_1"}, CacheControl: "public, max-age=60"}, "cache_control"},
 		{"s-maxage in cache_control", &Handler{Prices: []string{"price_1"}, CacheControl: "private, S-MaxAge=60"}, "cache_control"},
 		{"checkout_limit of nothing", &Handler{Prices: []string{"price_1"}, CheckoutLimit: &Limit{Per: caddy.Duration(time.Minute)}}, "checkout_limit"},
+		{"free_views of none", &Handler{Prices: []string{"price_1"}, FreeViews: &Limit{Max: 0, Per: caddy.Duration(time.Hour)}}, "free_views"},
+		{"free_views beyond a cookie", &Handler{Prices: []string{"price_1"}, FreeViews: &Limit{Max: 51, Per: caddy.Duration(time.Hour)}}, "free_views"},
 		{"crawlers of an unknown engine", &Handler{Prices: []string{"price_1"}, Crawlers: []string{"duckduckgo"}}, "crawlers"},
 		{"api_keys beyond Stripe's room", &Handler{Prices: []string{"price_1"}, APIKeys: &APIKeys{Max: 21}}, "api_keys max 21"},
 		{"api_keys negative", &Handler{Prices: []string{"price_1"}, APIKeys: &APIKeys{Max: -1}}, "api_keys"},

@@ -204,6 +204,7 @@ var noticeReasons = []string{
 // pageReasons are the reasons a page can be asked to explain.
 var pageReasons = []string{
 	reasonNoSubscription,
+	reasonFreeViewsUsed,
 	reasonEnded,
 	reasonPaymentFailed,
 	reasonPaymentProcessing,
@@ -335,6 +336,14 @@ func newPageData(d denial, lang, supportURL string) PageData {
 	}
 	if d.maxKeys > 0 {
 		strs = withCount(strs, d.maxKeys)
+	}
+	if d.freeViews > 0 {
+		r := strings.NewReplacer("{free}", strconv.Itoa(d.freeViews), "{when}", freeBackWords(strs, d.freeBack, now().Unix()))
+		out := make(map[string]string, len(strs))
+		for k, v := range strs {
+			out[k] = r.Replace(v)
+		}
+		strs = out
 	}
 	reason := d.Reason
 	if _, ok := strs["title_"+reason]; !ok {

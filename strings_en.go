@@ -41,6 +41,13 @@ func init() {
 		"status_500":     "Server error",
 		"status_503":     "Service unavailable",
 
+		// Free views (meter.go): {free} is free_views n, {when} one of free_back_*.
+		"title_free_views_used":  "You have read your {free} free articles",
+		"detail_free_views_used": "Subscribe to keep reading everything. Your free articles come back {when}.",
+		"free_back_days":         "in {n} days",
+		"free_back_hours":        "in {n} hours",
+		"free_back_minutes":      "in {n} minutes",
+
 		// API keys (apikeys.go, keys.go); {max} is api_keys max.
 		"status_401":                 "Unauthorized",
 		"status_404":                 "Not found",

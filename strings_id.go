@@ -39,6 +39,13 @@ func init() {
 		"status_500":     "Kesalahan server",
 		"status_503":     "Layanan tidak tersedia",
 
+		// Artikel gratis (meter.go): {free} adalah free_views n, {when} salah satu free_back_*.
+		"title_free_views_used":  "Anda sudah membaca {free} artikel gratis",
+		"detail_free_views_used": "Berlangganan untuk terus membaca semuanya. Artikel gratis Anda kembali {when}.",
+		"free_back_days":         "dalam {n} hari",
+		"free_back_hours":        "dalam {n} jam",
+		"free_back_minutes":      "dalam {n} menit",
+
 		// Kunci API (apikeys.go, keys.go); {max} adalah api_keys max.
 		"status_401":                 "Tidak terautentikasi",
 		"status_404":                 "Tidak ditemukan",
