@@ -177,7 +177,11 @@ func (h *Handler) freeView(w http.ResponseWriter, r *http.Request, next caddyhtt
 	}
 	if !seen {
 		addr := h.limitKey(r)
-		if ok, _ := m.perIP.allow(addr, now().UnixNano()); !ok {
+		take := m.perIP.allow
+		if h.DryRun {
+			take = m.perIP.wouldAllow // dry_run: no cookie is set, so nothing is counted
+		}
+		if ok, _ := take(addr, now().UnixNano()); !ok {
 			if log, left := h.account.limitTrips.allow(now().UnixNano()); log {
 				h.logger.Warn("free_views_per_ip reached: this address read its free pages for the window; behind a proxy, list it in trusted_proxies",
 					zap.String("client_ip", clientIP(r)), zap.Int("free_views_per_ip", m.spec.n), zap.Int("refused_since_last_line", left))

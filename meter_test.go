@@ -163,3 +163,17 @@ func TestAFreePagesImagesLoadForAWhile(t *testing.T) {
 		t.Errorf("an image long after: %d", resp.StatusCode)
 	}
 }
+
+func TestDryRunLogsFreeViewsAndCountsNothing(t *testing.T) {
+	w := newWorld(t, withFreeViews(1, time.Hour, 1), func(h *Handler) { h.DryRun = true })
+	noJar := &http.Client{}
+	for i := range 3 {
+		if resp := w.read(noJar, "/premium/p"+string(rune('a'+i))); resp.StatusCode != 200 || resp.Header.Get("Set-Cookie") != "" {
+			t.Fatalf("dry run %d: %d %q", i, resp.StatusCode, resp.Header.Get("Set-Cookie"))
+		}
+	}
+	w.h.DryRun = false
+	if resp := w.read(noJar, "/premium/x"); resp.StatusCode != 200 {
+		t.Errorf("after the dry run, the address's first view: %d", resp.StatusCode)
+	}
+}
