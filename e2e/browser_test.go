@@ -33,6 +33,12 @@ const stepTimeout = 20 * time.Second
 // free loopback port, and the Stripe stand-in runs in this process, with
 // its hosted checkout and portal pages and its webhooks pointed at Caddy.
 // Every step leaves a screenshot (see screenshotDir).
+//
+// The demo gives each reader two free articles (free_views 2 per 30d), so a
+// journey that starts at the paywall's 402 first reads two other members'
+// pages (readFree): its 402 then says free_views_used. Every browser comes
+// from 127.0.0.1, whose new free views free_views_per_ip bounds (20 per 30
+// days in the demo): the journeys below read 14 of them.
 func TestBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Caddy and a browser")
@@ -51,12 +57,13 @@ func TestBrowser(t *testing.T) {
 		b := newBrowser(t, d, shots)
 		article := d.site + "/premium/http-402.html"
 
+		b.readFree(d.othersThan(article)...)
 		b.do("open the home page", chromedp.Navigate(d.site+"/"), chromedp.WaitVisible(chromedp.CSS("#article-402 a")))
 		b.shot("home")
 
 		b.do("follow the link to a members' article",
 			chromedp.Click(chromedp.CSS("#article-402 a")),
-			waitReason("no_subscription"))
+			waitReason("free_views_used"))
 		b.wantLocation(article)
 		b.shot("paywall")
 
@@ -103,12 +110,78 @@ func TestBrowser(t *testing.T) {
 		b.shot("article-again")
 	})
 
+	// A reader reads the two free articles, with their pictures, meets the
+	// 402 that says so, subscribes, and reads on.
+	t.Run("FreeArticles", func(t *testing.T) {
+		b := newBrowser(t, d, shots)
+		article := d.site + "/premium/http-402.html"
+		other := d.site + "/premium/fail-open.html"
+		members := d.site + "/premium/"
+
+		b.do("open the home page", chromedp.Navigate(d.site+"/"), chromedp.WaitVisible(chromedp.CSS("#article-402 a")))
+		b.do("follow the link to a members' article: the first free one",
+			chromedp.Click(chromedp.CSS("#article-402 a")),
+			chromedp.WaitVisible(chromedp.CSS("#premium-content")))
+		b.wantLocation(article)
+		// Its picture lives under /premium/ and loads with the free page.
+		b.wantImage("#figure-402 img")
+		b.shot("free-article")
+
+		b.readFree(other)
+		b.shot("free-article-2")
+		// Reading the first again uses no view.
+		b.readFree(article)
+		b.wantImage("#figure-402 img")
+
+		res, err := run(b, chromedp.NavigateResponse(members))
+		if err != nil {
+			t.Fatalf("open a third members' page: %v", err)
+		}
+		if res.Status != 402 {
+			t.Errorf("a third members' page answers %d, want 402", res.Status)
+		}
+		b.do("wait for the paywall's page", waitReason("free_views_used"))
+		b.shot("free-views-used")
+		if h1, err := run(b, chromedp.Text(chromedp.CSS("main#paywall h1"))); err != nil || h1 != "You have read your 2 free articles" {
+			t.Errorf("the 402 page's heading is %q (%v), want \"You have read your 2 free articles\"", h1, err)
+		}
+		const detail = "Subscribe to keep reading everything. Your free articles come back in 30 days."
+		if p, err := run(b, chromedp.Text(chromedp.CSS("#reason"))); err != nil || p != detail {
+			t.Errorf("the 402 page says %q (%v), want %q", p, err, detail)
+		}
+		if title, err := run(b, chromedp.Title()); err != nil || !strings.Contains(title, "You have read your 2 free articles") {
+			t.Errorf("the 402 page's title is %q (%v), want it to say the free articles are read", title, err)
+		}
+
+		b.do("subscribe", chromedp.Click(chromedp.CSS("#subscribe")), chromedp.WaitVisible(chromedp.CSS("#pay")))
+		b.wantHost(d.sandbox)
+		b.do("pay with a card that succeeds",
+			append(pay("free@example.com", "4242 4242 4242 4242"), chromedp.WaitVisible(chromedp.CSS("#premium-content")))...)
+		b.wantLocation(members)
+		b.shot("subscribed")
+
+		// A subscriber reads on, past the free articles.
+		for _, u := range []string{other, members, article} {
+			res, err := run(b, chromedp.NavigateResponse(u))
+			if err != nil {
+				t.Fatalf("open %s as a subscriber: %v", u, err)
+			}
+			if res.Status != 200 {
+				t.Errorf("%s answers a subscriber %d, want 200", u, res.Status)
+			}
+			b.do("read "+u+" as a subscriber", chromedp.WaitVisible(chromedp.CSS("#premium-content")))
+		}
+		b.wantImage("#figure-402 img")
+		b.shot("reading-on")
+	})
+
 	// A subscriber on a new device, or whose cookies are gone: one email
 	// brings them back, with no second subscription.
 	t.Run("SigninByEmail", func(t *testing.T) {
 		b := newBrowser(t, d, shots)
 		article := d.site + "/premium/http-402.html"
-		b.do("open a members' article", chromedp.Navigate(article), waitReason("no_subscription"))
+		b.readFree(d.othersThan(article)...)
+		b.do("open a members' article", chromedp.Navigate(article), waitReason("free_views_used"))
 		b.do("subscribe", chromedp.Click(chromedp.CSS("#subscribe")), chromedp.WaitVisible(chromedp.CSS("#pay")))
 		b.do("pay", append(pay("signin@example.com", "4242 4242 4242 4242"), chromedp.WaitVisible(chromedp.CSS("#premium-content")))...)
 
@@ -116,7 +189,11 @@ func TestBrowser(t *testing.T) {
 			_, err := chromedp.Call(ctx, network.ClearBrowserCookies, cdp.Empty{})
 			return chromedp.Void{}, err
 		})
-		b.do("clear all cookies", clearCookies, chromedp.Navigate(article), waitReason("no_subscription"))
+		// The meter went with the cookies: on a new device the free
+		// articles open again, and the third offers to sign in.
+		b.do("clear all cookies", clearCookies)
+		b.readFree(d.othersThan(article)...)
+		b.do("open the article again", chromedp.Navigate(article), waitReason("free_views_used"))
 		b.shot("signin-offered")
 		before := len(d.mail.Messages(t))
 		b.do("ask for a sign-in link",
@@ -160,7 +237,8 @@ func TestBrowser(t *testing.T) {
 		b := newBrowser(t, d, shots)
 		article := d.site + "/premium/fail-open.html"
 
-		b.do("open a members' article", chromedp.Navigate(article), waitReason("no_subscription"))
+		b.readFree(d.othersThan(article)...)
+		b.do("open a members' article", chromedp.Navigate(article), waitReason("free_views_used"))
 		b.do("subscribe", chromedp.Click(chromedp.CSS("#subscribe")), chromedp.WaitVisible(chromedp.CSS("#pay")))
 		checkout, err := run(b, chromedp.Location())
 		if err != nil {
@@ -224,16 +302,21 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("BahasaIndonesia", func(t *testing.T) {
 		b := newBrowser(t, d, shots, chromedp.Flag("lang", "id"), chromedp.Flag("accept-lang", "id-ID,id"))
+		article := d.site + "/premium/http-402.html"
 
-		res, err := run(b, chromedp.NavigateResponse(d.site+"/premium/http-402.html"))
+		b.readFree(d.othersThan(article)...)
+		res, err := run(b, chromedp.NavigateResponse(article))
 		if err != nil {
 			t.Fatalf("open a members' article: %v", err)
 		}
 		if res.Status != 402 {
 			t.Errorf("a members' article answers %d, want 402", res.Status)
 		}
-		b.do("wait for the paywall's page", waitReason("no_subscription"))
+		b.do("wait for the paywall's page", waitReason("free_views_used"))
 		b.shot("paywall-id")
+		if h1, err := run(b, chromedp.Text(chromedp.CSS("main#paywall h1"))); err != nil || h1 != "Anda sudah membaca 2 artikel gratis" {
+			t.Errorf("the 402 page's heading is %q (%v), want \"Anda sudah membaca 2 artikel gratis\"", h1, err)
+		}
 		lang, err := run(b, chromedp.Evaluate[string](`document.documentElement.lang`))
 		if err != nil || lang != "id" {
 			t.Errorf(`<html lang=%q> (%v), want "id"`, lang, err)
@@ -248,7 +331,10 @@ func TestBrowser(t *testing.T) {
 		b.wantFits("the home page")
 		b.shot("home-375")
 
-		b.do("open a members' article", chromedp.Navigate(d.site+"/premium/http-402.html"), waitReason("no_subscription"))
+		article := d.site + "/premium/http-402.html"
+		b.readFree(d.othersThan(article)...)
+		b.wantFits("a free article")
+		b.do("open a members' article", chromedp.Navigate(article), waitReason("free_views_used"))
 		b.wantFits("the 402 page")
 		visible, err := run(b, chromedp.Evaluate[bool](`(() => {
 			const r = document.querySelector("#subscribe").getBoundingClientRect();
@@ -268,6 +354,54 @@ func pay(email, card string) []chromedp.Action[chromedp.Void] {
 		chromedp.SetValue(chromedp.CSS("#email"), email),
 		chromedp.SetValue(chromedp.CSS("#card"), card),
 		chromedp.Click(chromedp.CSS("#pay")),
+	}
+}
+
+// members are the demo's members' pages, behind the paywall.
+var members = []string{"/premium/", "/premium/http-402.html", "/premium/fail-open.html"}
+
+// othersThan returns the demo's members' pages other than article, as
+// URLs: two of them, as many as free_views gives a reader.
+func (d *demo) othersThan(article string) []string {
+	var others []string
+	for _, p := range members {
+		if d.site+p != article {
+			others = append(others, d.site+p)
+		}
+	}
+	return others
+}
+
+// readFree opens each page as one of the reader's free articles: it answers
+// 200 and shows the article.
+func (b *browser) readFree(pages ...string) {
+	b.t.Helper()
+	for _, u := range pages {
+		res, err := run(b, chromedp.NavigateResponse(u))
+		if err != nil {
+			b.t.Fatalf("open %s: %v", u, err)
+		}
+		if res.Status != 200 {
+			b.shot("failed")
+			b.t.Fatalf("%s answers %d, want 200: one of the free articles (free_views 2 per 30d; free_views_per_ip bounds the whole test's)", u, res.Status)
+		}
+		b.do("read "+u+" free", chromedp.WaitVisible(chromedp.CSS("#premium-content")))
+	}
+}
+
+// wantImage fails unless the image that sel names has loaded.
+func (b *browser) wantImage(sel string) {
+	b.t.Helper()
+	w, err := run(b, chromedp.Evaluate[int](`new Promise(resolve => {
+		const img = document.querySelector(`+strconv.Quote(sel)+`);
+		if (!img) { resolve(-1); return; }
+		if (img.complete) { resolve(img.naturalWidth); return; }
+		img.addEventListener("load", () => resolve(img.naturalWidth));
+		img.addEventListener("error", () => resolve(0));
+	})`, chromedp.EvalAwaitPromise))
+	if err != nil || w <= 0 {
+		b.shot("failed")
+		b.t.Errorf("the image %s did not load: naturalWidth %d (%v)", sel, w, err)
 	}
 }
 

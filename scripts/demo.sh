@@ -179,14 +179,17 @@ cat <<WALK
 ------------------------------------------------------------------------
   Open $site_url in your browser.
 
-  1. Open an article: the paywall answers 402 Payment Required.
+  1. Open both articles: they open, as your 2 free articles (for 30
+     days, in this browser). Open a third members' page (Members): the
+     paywall answers 402 Payment Required, "You have read your 2 free
+     articles". (A private window starts with 2 new free articles.)
   2. Click Subscribe: you are on the sandbox's checkout page.
-  3. Pay with 4242 4242 4242 4242 (any email): back on the article,
-     which now opens. (4000 0000 0000 0002 is declined; try it first,
-     then "<- Back", to see the page explain it.)
-  4. Another browser: open an article in a private window, ask for
-     a sign-in link ("Already subscribed?") with the email you paid
-     with, open the sandbox page's Mail section
+  3. Pay with 4242 4242 4242 4242 (any email): back on the page,
+     which now opens, as every article does. (4000 0000 0000 0002 is
+     declined; try it first, then "<- Back", to see the page explain it.)
+  4. Another browser: in a private window, read the 2 free articles,
+     open Members, ask for a sign-in link ("Already subscribed?") with
+     the email you paid with, open the sandbox page's Mail section
      ($sandbox_url/#mail), click the link, press "Sign in":
      the article opens there too.
   5. "Manage billing" at the foot of the article: the billing portal.
