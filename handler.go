@@ -137,7 +137,10 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		}
 	}
 	var freeBack int64
-	if h.meter != nil && status == http.StatusPaymentRequired && !id.byKey {
+	// Free views for those who do not pay (anonymous, lapsed, unknown);
+	// not for a customer whose payment failed or is on its way, whose
+	// page says what to do about it.
+	if h.meter != nil && status == http.StatusPaymentRequired && !id.byKey && reason != reasonPaymentFailed && reason != reasonPaymentProcessing {
 		served, used, back, err := h.freeView(w, r, next, repl)
 		if served {
 			return err

@@ -146,6 +146,18 @@ func TestSubscribersAreNotMeteredAndProgramsGetNoFreeViews(t *testing.T) {
 	}
 }
 
+func TestAFailedPaymentIsToldNotGivenFreeViews(t *testing.T) {
+	w := newWorld(t, withFreeViews(3, time.Hour, 0))
+	_, _, failed := w.subscriber("past_due")
+	if resp := w.read(failed, "/premium/a"); resp.StatusCode != 402 || !strings.Contains(bodyOf(resp), "payment_failed") {
+		t.Errorf("a failed payment: %d", resp.StatusCode)
+	}
+	_, _, ended := w.subscriber("canceled")
+	if resp := w.read(ended, "/premium/a"); resp.StatusCode != 200 || w.placeholder("http.paywall.status") != statusFreeView {
+		t.Errorf("a lapsed subscriber's free view: %d", resp.StatusCode)
+	}
+}
+
 func TestAFreePagesImagesLoadForAWhile(t *testing.T) {
 	w := newWorld(t, withFreeViews(1, 24*time.Hour, 0))
 	c := w.browser()
