@@ -322,16 +322,21 @@ func (h *Handler) refuseStripeCall(w http.ResponseWriter, r *http.Request, t tim
 	return false, nil
 }
 
-// limitKey is what checkout_limit counts a request by: the client address,
-// an IPv6 one by its /64, which one host holds whole.
+// limitKey is what checkout_limit (and free_views_per_ip) count a request
+// by: the client address, an IPv4-mapped one as its IPv4 address, an IPv6
+// one by its /64, which one host holds whole.
 func (h *Handler) limitKey(r *http.Request) string {
 	ip := clientIP(r)
-	if a, err := netip.ParseAddr(ip); err == nil && a.Is6() && !a.Is4In6() {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	if a = a.Unmap(); a.Is6() {
 		if p, err := a.Prefix(64); err == nil {
 			return p.String()
 		}
 	}
-	return ip
+	return a.String()
 }
 
 // limited reports whether key has used its checkout_limit, and how long

@@ -24,22 +24,32 @@ import (
 
 // crawlerSpec is what identifies one engine's crawlers.
 type crawlerSpec struct {
-	agents  []string // User-Agent tokens that claim the crawler
-	domains []string // the reverse name must end in one, with a dot before it
+	agents []string   // User-Agent tokens that claim the crawler
+	hosts  []hostRule // the reverse name must match one
+}
+
+// hostRule is a crawler's host names: in domain, and starting with prefix
+// when it is set.
+type hostRule struct {
+	domain, prefix string
 }
 
 // crawlerSpecs are the engines `crawlers` knows, as each documents them.
-// Google: its common crawlers resolve in googlebot.com or google.com; not
-// googleusercontent.com, which its user-triggered fetchers use and every
-// Google Cloud VM can have. Bing: search.msn.com.
+// Google: its crawlers resolve in googlebot.com, and its special-case
+// crawlers to rate-limited-proxy-….google.com. Not the rest of google.com
+// (google-proxy-…, its user-triggered fetchers, which fetch what a user
+// asks, with the headers the user sets) nor googleusercontent.com, which
+// every Google Cloud VM can have. Not Google-InspectionTool either: the
+// Rich Results Test, which anyone can point at any page and read the
+// HTML it fetched. Bing: search.msn.com.
 var crawlerSpecs = map[string]crawlerSpec{
 	"google": {
-		agents:  []string{"Googlebot", "Google-InspectionTool", "GoogleOther", "Storebot-Google"},
-		domains: []string{"googlebot.com", "google.com"},
+		agents: []string{"Googlebot", "GoogleOther", "Storebot-Google"},
+		hosts:  []hostRule{{domain: "googlebot.com"}, {domain: "google.com", prefix: "rate-limited-proxy-"}},
 	},
 	"bing": {
-		agents:  []string{"bingbot", "BingPreview", "msnbot", "adidxbot"},
-		domains: []string{"search.msn.com"},
+		agents: []string{"bingbot", "BingPreview", "msnbot", "adidxbot"},
+		hosts:  []hostRule{{domain: "search.msn.com"}},
 	},
 }
 
@@ -110,9 +120,20 @@ func (c *crawlerVerifier) verified(r *http.Request) (string, bool) {
 	}
 	addr = addr.Unmap()
 	key := engine + " " + addr.String()
+	// A no is also kept for an IPv6 address's /64, which one host holds
+	// whole: a client cannot make each of its addresses cost a lookup.
+	net64 := ""
+	if addr.Is6() {
+		if p, err := addr.Prefix(64); err == nil {
+			net64 = engine + " " + p.String()
+		}
+	}
 	t := now().UnixNano()
 	c.mu.RLock()
 	v := c.verdicts[key]
+	if v == nil && net64 != "" {
+		v = c.verdicts[net64]
+	}
 	c.mu.RUnlock()
 	if v != nil && t < v.until {
 		v.touch()
@@ -128,6 +149,9 @@ func (c *crawlerVerifier) verified(r *http.Request) (string, bool) {
 			keep = crawlerErrorFor
 		}
 		c.remember(key, &crawlerVerdict{ok: ok, until: now().UnixNano() + int64(keep)})
+		if !ok && net64 != "" {
+			c.remember(net64, &crawlerVerdict{until: now().UnixNano() + int64(keep)})
+		}
 		return ok, nil
 	})
 	return engine, res.(bool)
@@ -156,7 +180,7 @@ func lookupCrawler(spec crawlerSpec, addr netip.Addr) (bool, error) {
 	}
 	for _, name := range names {
 		name = strings.ToLower(strings.TrimSuffix(name, "."))
-		if !inDomains(name, spec.domains) {
+		if !crawlerHost(name, spec.hosts) {
 			continue
 		}
 		ips, err := crawlerResolver.LookupNetIP(ctx, "ip", name+".") // absolute: no search domains
@@ -175,9 +199,9 @@ func lookupCrawler(spec crawlerSpec, addr netip.Addr) (bool, error) {
 	return false, nil
 }
 
-func inDomains(name string, domains []string) bool {
-	for _, d := range domains {
-		if strings.HasSuffix(name, "."+d) {
+func crawlerHost(name string, hosts []hostRule) bool {
+	for _, h := range hosts {
+		if strings.HasSuffix(name, "."+h.domain) && strings.HasPrefix(name, h.prefix) {
 			return true
 		}
 	}

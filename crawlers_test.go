@@ -77,6 +77,9 @@ func TestOnlyVerifiedCrawlersReadGatedPages(t *testing.T) {
 	// A Google Cloud VM: a Google name, but not a crawler's.
 	dns.PTR("34.1.2.3", "3.2.1.34.bc.googleusercontent.com")
 	dns.Host("3.2.1.34.bc.googleusercontent.com", "34.1.2.3")
+	// Google's user-triggered fetchers: a user chooses what they fetch.
+	dns.PTR("66.249.83.1", "google-proxy-66-249-83-1.google.com")
+	dns.Host("google-proxy-66-249-83-1.google.com", "66.249.83.1")
 	// A look-alike domain.
 	dns.PTR("198.51.100.9", "crawl.notgooglebot.com")
 	dns.Host("crawl.notgooglebot.com", "198.51.100.9")
@@ -94,6 +97,8 @@ func TestOnlyVerifiedCrawlersReadGatedPages(t *testing.T) {
 		{"a PTR without the forward record", "203.0.113.7", googlebotUA, 402},
 		{"googleusercontent.com", "34.1.2.3", googlebotUA, 402},
 		{"a look-alike domain", "198.51.100.9", googlebotUA, 402},
+		{"a user-triggered fetcher of Google's", "66.249.83.1", googlebotUA, 402},
+		{"the Rich Results Test, from Google's crawler address", "66.249.66.1", "Mozilla/5.0 (compatible; Google-InspectionTool/1.0)", 402},
 		{"Bing's address claiming Google", "157.55.39.1", googlebotUA, 402},
 		{"Google's address without the claim", "66.249.66.1", browserUA, 402},
 	} {
@@ -136,6 +141,14 @@ func TestCrawlerVerdictsAreKeptAndOnlyClaimsCostALookup(t *testing.T) {
 	w.from("192.0.2.1", googlebotUA)
 	if n := dns.Queries() - first; n != 1 {
 		t.Errorf("kept verdicts: %d more queries, want 1", n)
+	}
+	// A spoofer's IPv6 addresses: a no is kept for their /64.
+	before64 := dns.Queries()
+	w.from("2001:db8:1:2::1", googlebotUA)
+	w.from("2001:db8:1:2::ffff", googlebotUA)
+	w.from("2001:db8:1:2:abcd::7", googlebotUA)
+	if n := dns.Queries() - before64; n != 1 {
+		t.Errorf("three addresses of one /64: %d queries, want 1", n)
 	}
 	w.clock.Advance(crawlerNoFor + time.Second)
 	before := dns.Queries()

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -47,6 +48,57 @@ type meter struct {
 	jar    *cookieJar
 	spec   limitSpec
 }
+
+// subresources are the Sec-Fetch-Dest values of what a page loads.
+var subresources = map[string]bool{"image": true, "style": true, "script": true, "font": true,
+	"audio": true, "video": true, "track": true, "manifest": true}
+
+// subresourceWriter serves a free page's subresource, unless the answer
+// is a page: a client that calls an article an image gets a 402 without
+// it.
+type subresourceWriter struct {
+	caddyhttp.ResponseWriterWrapper
+	wrote, refused bool
+}
+
+func (w *subresourceWriter) WriteHeader(code int) {
+	if w.wrote {
+		return
+	}
+	if code >= 200 {
+		w.wrote = true
+	}
+	if ct := strings.ToLower(w.Header().Get("Content-Type")); strings.HasPrefix(ct, "text/html") || strings.HasPrefix(ct, "application/xhtml") {
+		w.refused = true
+		hdr := w.Header()
+		hdr.Del("Content-Length")
+		hdr.Del("Content-Type")
+		w.ResponseWriter.WriteHeader(http.StatusPaymentRequired)
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *subresourceWriter) Write(p []byte) (int, error) {
+	if !w.wrote {
+		if w.Header().Get("Content-Type") == "" {
+			w.Header().Set("Content-Type", http.DetectContentType(p))
+		}
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.refused {
+		return len(p), nil
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// ReadFrom goes through Write (file_server copies with it), so that the
+// answer is looked at first.
+func (w *subresourceWriter) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(writerOnly{w}, r)
+}
+
+type writerOnly struct{ io.Writer }
 
 // meterState is what a meter cookie holds.
 type meterState struct {
@@ -149,10 +201,13 @@ func (h *Handler) freeView(w http.ResponseWriter, r *http.Request, next caddyhtt
 	s, ok := m.read(r, t)
 	if !isView(r) {
 		// What a free page loads (its images and styles) comes with
-		// it, for a little while after it; an API client's JSON never
-		// uses a view.
-		if ok && t-s.last < int64(meterSubresources/time.Second) && r.Header.Get("Sec-Fetch-Dest") != "" {
-			return true, false, 0, h.passFree(w, r, next, repl, m.n-len(s.pages))
+		// it, for a little while after it, and never a page: an
+		// answer in HTML is refused (subresourceWriter). An API
+		// client's JSON never gets a view.
+		if ok && t-s.last < int64(meterSubresources/time.Second) && subresources[r.Header.Get("Sec-Fetch-Dest")] &&
+			!wantsProblemJSON(r.Header.Values("Accept")) {
+			sw := &subresourceWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+			return true, false, 0, h.passFree(sw, r, next, repl, m.n-len(s.pages))
 		}
 		return false, false, 0, nil
 	}
@@ -171,24 +226,28 @@ func (h *Handler) freeView(w http.ResponseWriter, r *http.Request, next caddyhtt
 	if !seen && len(s.pages) >= m.n {
 		return false, true, comeBack, nil
 	}
-	if r.Method == http.MethodHead {
-		// What GET would answer, without using a view.
-		return true, false, 0, h.passFree(w, r, next, repl, m.n-len(s.pages))
-	}
 	if !seen {
 		addr := h.limitKey(r)
 		take := m.perIP.allow
-		if h.DryRun {
-			take = m.perIP.wouldAllow // dry_run: no cookie is set, so nothing is counted
+		if h.DryRun || r.Method == http.MethodHead {
+			// dry_run sets no cookie and HEAD uses no view: they
+			// count nothing, but answer what GET would.
+			take = m.perIP.wouldAllow
 		}
-		if ok, _ := take(addr, now().UnixNano()); !ok {
+		if ok, wait := take(addr, now().UnixNano()); !ok {
+			comeBack = min(comeBack, t+int64(waitSeconds(wait)))
 			if log, left := h.account.limitTrips.allow(now().UnixNano()); log {
 				h.logger.Warn("free_views_per_ip reached: this address read its free pages for the window; behind a proxy, list it in trusted_proxies",
 					zap.String("client_ip", clientIP(r)), zap.Int("free_views_per_ip", m.spec.n), zap.Int("refused_since_last_line", left))
 			}
 			return false, true, comeBack, nil
 		}
-		s.pages = append(s.pages, page)
+		if r.Method != http.MethodHead {
+			s.pages = append(s.pages, page)
+		}
+	}
+	if r.Method == http.MethodHead {
+		return true, false, 0, h.passFree(w, r, next, repl, m.n-len(s.pages))
 	}
 	s.last = t
 	if h.DryRun {

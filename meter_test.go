@@ -1,7 +1,9 @@
 package paywall
 
 import (
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -93,6 +95,16 @@ func TestFreeViewsAreBoundedPerAddressForClientsWithoutCookies(t *testing.T) {
 	if resp := w.read(c, "/premium/new"); resp.StatusCode != http.StatusPaymentRequired {
 		t.Errorf("a forged meter from a spent address: %d", resp.StatusCode)
 	}
+	// HEAD answers what GET would: the address has no view left.
+	if resp := w.do(noJar, http.MethodHead, "/premium/py", "Sec-Fetch-Dest", "document"); resp.StatusCode != http.StatusPaymentRequired {
+		t.Errorf("HEAD from a spent address: %d", resp.StatusCode)
+	}
+	// The same address written as IPv4-mapped IPv6 is the same address.
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.RemoteAddr = "[::ffff:127.0.0.1]:4000"
+	if k := w.h.limitKey(r); k != "127.0.0.1" {
+		t.Errorf("limitKey of an IPv4-mapped address: %q", k)
+	}
 }
 
 func TestATamperedMeterCountsAsNone(t *testing.T) {
@@ -170,6 +182,35 @@ func TestAFreePagesImagesLoadForAWhile(t *testing.T) {
 	if resp := w.get(c, "/premium/figure.png", image...); resp.StatusCode != 200 || meterCookie(w, c).Value != left {
 		t.Errorf("the free page's image: %d, meter changed %v", resp.StatusCode, meterCookie(w, c).Value != left)
 	}
+	// An article asked for as an image, or as nothing in particular,
+	// is not a subresource: no page comes out that way.
+	w.content = func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(rw, "<p>premium article</p>")
+	}
+	if resp := w.get(c, "/premium/b", image...); resp.StatusCode != 402 || strings.Contains(bodyOf(resp), "premium article") {
+		t.Errorf("an article as an image: %d %q", resp.StatusCode, bodyOf(resp))
+	}
+	w.content = func(rw http.ResponseWriter, r *http.Request) { io.WriteString(rw, "<!doctype html><p>premium article</p>") }
+	if resp := w.get(c, "/premium/b", image...); resp.StatusCode != 402 || strings.Contains(bodyOf(resp), "premium article") {
+		t.Errorf("an article as an image, its type sniffed: %d %q", resp.StatusCode, bodyOf(resp))
+	}
+	w.content = func(rw http.ResponseWriter, r *http.Request) { // as file_server does: io.Copy, through ReadFrom
+		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.Copy(rw, strings.NewReader("<p>premium article</p>"))
+	}
+	if resp := w.get(c, "/premium/b", image...); resp.StatusCode != 402 || strings.Contains(bodyOf(resp), "premium article") {
+		t.Errorf("an article as an image, copied: %d %q", resp.StatusCode, bodyOf(resp))
+	}
+	for _, dest := range []string{"empty", "iframe", "frame", "object"} {
+		if resp := w.get(c, "/premium/b", "Sec-Fetch-Dest", dest); resp.StatusCode == 200 && strings.Contains(bodyOf(resp), "premium article") {
+			t.Errorf("an article as %s: %d", dest, resp.StatusCode)
+		}
+	}
+	if resp := w.get(c, "/premium/data", "Sec-Fetch-Dest", "empty", "Accept", "application/json"); resp.StatusCode != 402 {
+		t.Errorf("a fetch for JSON: %d", resp.StatusCode)
+	}
+	w.content = nil
 	w.clock.Advance(meterSubresources + time.Second)
 	if resp := w.get(c, "/premium/figure.png", image...); resp.StatusCode != 402 {
 		t.Errorf("an image long after: %d", resp.StatusCode)
