@@ -191,7 +191,9 @@ func TestAFreePagesImagesLoadForAWhile(t *testing.T) {
 	if resp := w.get(c, "/premium/b", image...); resp.StatusCode != 402 || strings.Contains(bodyOf(resp), "premium article") {
 		t.Errorf("an article as an image: %d %q", resp.StatusCode, bodyOf(resp))
 	}
-	w.content = func(rw http.ResponseWriter, r *http.Request) { io.WriteString(rw, "<!doctype html><p>premium article</p>") }
+	w.content = func(rw http.ResponseWriter, r *http.Request) {
+		io.WriteString(rw, "<!doctype html><p>premium article</p>")
+	}
 	if resp := w.get(c, "/premium/b", image...); resp.StatusCode != 402 || strings.Contains(bodyOf(resp), "premium article") {
 		t.Errorf("an article as an image, its type sniffed: %d %q", resp.StatusCode, bodyOf(resp))
 	}
