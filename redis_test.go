@@ -135,6 +135,16 @@ func TestRedisConcurrentMissesMakeAboutOneRead(t *testing.T) {
 	a := newWorld(t, withRedis(m.Addr()))
 	insts := []*world{a, a.sibling(withRedis(m.Addr())), a.sibling(withRedis(m.Addr()))}
 	_, _, c := a.subscriber("active")
+	// The subscription's webhooks first: one that lands after A holds the
+	// customer makes A read again, rightly, and that read is not what
+	// this test counts.
+	a.fake.WaitDeliveries()
+	// And every instance connected and listening: an instance that has
+	// not reached Redis yet reads Stripe on its own, as it should, and a
+	// first subscription marks what it holds for a re-check.
+	for _, inst := range insts {
+		inst.listening()
+	}
 	a.fake.SetLatency(200 * time.Millisecond) // the first read holds the lock a while
 
 	urls := make([]string, 30)
