@@ -1,7 +1,6 @@
 package paywall_test
 
 import (
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -28,29 +27,14 @@ const meterCaddyfile = `http://127.0.0.1:{{.HTTPPort}} {
 // only Accept.
 func meterDo(t *testing.T, c *http.Client, method, u, dest, accept string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, u, nil)
-	if err != nil {
-		t.Fatal(err)
+	if dest == "" {
+		return identDo(t, c, method, u, accept)
 	}
-	req.Header.Set("Accept", accept)
-	if dest != "" {
-		req.Header.Set("Sec-Fetch-Dest", dest)
-		mode := "no-cors"
-		if dest == "document" {
-			mode = "navigate"
-		}
-		req.Header.Set("Sec-Fetch-Mode", mode)
+	mode := "no-cors"
+	if dest == "document" {
+		mode = "navigate"
 	}
-	res, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, u, err)
-	}
-	body, err := io.ReadAll(res.Body)
-	res.Body.Close()
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, u, err)
-	}
-	return res, string(body)
+	return identDo(t, c, method, u, accept, identHeader("Sec-Fetch-Dest", dest), identHeader("Sec-Fetch-Mode", mode))
 }
 
 const meterHTML = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"

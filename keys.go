@@ -30,7 +30,7 @@ import (
 var keysPage = template.Must(template.New("keys.html").
 	Option("missingkey=error").
 	Funcs(template.FuncMap{"css": func() template.CSS { return template.CSS(pageCSS) }}).
-	ParseFS(templateFS, "templates/keys.html"))
+	ParseFS(templateFS, "templates/keys.html", "templates/page.html")) // page.html's "head"
 
 // keysPageData is what templates/keys.html is executed with.
 type keysPageData struct {
@@ -298,7 +298,7 @@ func (h *Handler) writeKeys(w http.ResponseWriter, r *http.Request, status int, 
 		Max:         h.apiKeys.max,
 		CheckoutURL: h.prefix + "/checkout?return=" + url.QueryEscape(h.apiKeys.url),
 		SupportURL:  h.supportURL,
-		T:           withCount(strs, h.apiKeys.max),
+		T:           filled(strs, "{max}", strconv.Itoa(h.apiKeys.max)),
 	}
 	if newKey != "" {
 		data.Title, data.Detail = strs["title_key_created"], strs["detail_key_created"]
@@ -314,15 +314,6 @@ func (h *Handler) writeKeys(w http.ResponseWriter, r *http.Request, status int, 
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 	return nil
-}
-
-// withCount returns strs with {max} replaced by n.
-func withCount(strs map[string]string, n int) map[string]string {
-	out := make(map[string]string, len(strs))
-	for k, v := range strs {
-		out[k] = strings.ReplaceAll(v, "{max}", strconv.Itoa(n))
-	}
-	return out
 }
 
 func writeJSONBody(w http.ResponseWriter, status int, v any) error {

@@ -199,7 +199,9 @@ func TestAFreePagesImagesLoadForAWhile(t *testing.T) {
 	}
 	w.content = func(rw http.ResponseWriter, r *http.Request) { // as file_server does: io.Copy, through ReadFrom
 		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
-		io.Copy(rw, strings.NewReader("<p>premium article</p>"))
+		// A reader without WriteTo (as a file's is), so that io.Copy
+		// takes the writer's ReadFrom.
+		io.Copy(rw, struct{ io.Reader }{strings.NewReader("<p>premium article</p>")})
 	}
 	if resp := w.get(c, "/premium/b", image...); resp.StatusCode != 402 || strings.Contains(bodyOf(resp), "premium article") {
 		t.Errorf("an article as an image, copied: %d %q", resp.StatusCode, bodyOf(resp))

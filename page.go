@@ -331,20 +331,17 @@ func (h *Handler) renderPage(buf *bytes.Buffer, data PageData, notice bool) (str
 
 func newPageData(d denial, lang, supportURL string) PageData {
 	strs := pageStrings[lang]
+	var fill []string // {name}, value, … for the words of this refusal
 	if d.RetryAfter > 0 || d.signinTTL > 0 {
-		strs = withWait(strs, d.RetryAfter, d.signinTTL)
+		fill = append(fill, waitWords(strs, d.RetryAfter, d.signinTTL)...)
 	}
 	if d.maxKeys > 0 {
-		strs = withCount(strs, d.maxKeys)
+		fill = append(fill, "{max}", strconv.Itoa(d.maxKeys))
 	}
 	if d.freeViews > 0 {
-		r := strings.NewReplacer("{free}", strconv.Itoa(d.freeViews), "{when}", freeBackWords(strs, d.freeBack, now().Unix()))
-		out := make(map[string]string, len(strs))
-		for k, v := range strs {
-			out[k] = r.Replace(v)
-		}
-		strs = out
+		fill = append(fill, "{free}", strconv.Itoa(d.freeViews), "{when}", freeBackWords(strs, d.freeBack, now().Unix()))
 	}
+	strs = filled(strs, fill...)
 	reason := d.Reason
 	if _, ok := strs["title_"+reason]; !ok {
 		reason = reasonNoSubscription // words for a reason this page does not know
@@ -407,17 +404,26 @@ func statusKey(status int) string {
 	return "status_402"
 }
 
-// withWait returns a copy of strs with {seconds} replaced by n, {wait} by
-// n said in seconds or, from two minutes on, in whole minutes, and
-// {minutes} by how long a sign-in link lasts.
-func withWait(strs map[string]string, n int, link time.Duration) map[string]string {
-	out := make(map[string]string, len(strs))
+// waitWords are the replacements of {seconds} (n), {wait} (n said in
+// seconds or, from two minutes on, in whole minutes) and {minutes} (how
+// long a sign-in link lasts), for filled.
+func waitWords(strs map[string]string, n int, link time.Duration) []string {
 	secs := strconv.Itoa(n)
 	wait := strings.ReplaceAll(strs["wait_seconds"], "{n}", secs)
 	if n >= 120 {
 		wait = strings.ReplaceAll(strs["wait_minutes"], "{n}", strconv.Itoa((n+59)/60))
 	}
-	r := strings.NewReplacer("{seconds}", secs, "{wait}", wait, "{minutes}", strconv.Itoa(max(1, int(link/time.Minute))))
+	return []string{"{seconds}", secs, "{wait}", wait, "{minutes}", strconv.Itoa(max(1, int(link/time.Minute)))}
+}
+
+// filled returns a copy of strs with each {name} of pairs replaced by the
+// value after it, in one pass; strs itself when there is nothing to fill.
+func filled(strs map[string]string, pairs ...string) map[string]string {
+	if len(pairs) == 0 {
+		return strs
+	}
+	r := strings.NewReplacer(pairs...)
+	out := make(map[string]string, len(strs))
 	for k, v := range strs {
 		out[k] = r.Replace(v)
 	}
