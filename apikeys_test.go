@@ -573,6 +573,9 @@ func TestWithoutThePermissionToReadCustomersBrowsersStillPass(t *testing.T) {
 	}
 	key, rec, _ := h.apiKeys.newKey(cus, nil)
 	w.fake.UpdateCustomer(cus, "", map[string]string{keyMetaPrefix + rec.ID: keyValue(rec)})
+	// Its customer.updated reads the customer again: let it land before
+	// the reads are counted.
+	w.fake.WaitDeliveries()
 	h.account.invalidate(cus)
 	resp := w.withKey(key, "/premium/a")
 	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(bodyOf(resp), "keys_permission") {
