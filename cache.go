@@ -102,6 +102,11 @@ type account struct {
 	handlersMu   sync.Mutex
 	handlers     map[*Handler]struct{}
 	keyHint      string // the last four characters of the key, for operators
+
+	// offers: what the 402 pages sell, by price or product ID (offer.go).
+	offersMu      sync.Mutex
+	offers        map[string]*offerCell
+	offerFailures logThrottle
 }
 
 // limitSpec is a limit setting: n per window, of one kind (checkout,
@@ -246,6 +251,7 @@ func newAccount(max int) *account {
 		logins:         make(map[string]*loginCache),
 		links:          make(map[string]*redisLink),
 		handlers:       make(map[*Handler]struct{}),
+		offers:         make(map[string]*offerCell),
 	}
 }
 

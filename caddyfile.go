@@ -35,6 +35,11 @@ func init() {
 //		allow_promotion_codes
 //		support_url     <url>
 //		page            <file>
+//		site_name       <name>
+//		logo            <path>
+//		benefits {
+//			<one line per benefit>
+//		}
 //		dry_run
 //		api_url         <url>
 //		cache_size      <n>
@@ -301,6 +306,32 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("refusals %q must be page or handle_errors", v)
 			}
 			h.Refusals = d.Val()
+		case "benefits":
+			// benefits {
+			//	Every article, and the archive
+			//	A new essay each week
+			// }
+			// One line each; or, on the option's line, one argument each.
+			h.Benefits = append(h.Benefits, d.RemainingArgs()...)
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				h.Benefits = append(h.Benefits, strings.Join(append([]string{d.Val()}, d.RemainingArgs()...), " "))
+			}
+			if len(h.Benefits) == 0 {
+				return d.Err("benefits: give one line per benefit in its block")
+			}
+			if len(h.Benefits) > maxBenefits {
+				return d.Errf("benefits: at most %d lines (got %d); a short list reads best", maxBenefits, len(h.Benefits))
+			}
+			continue
+		case "site_name", "logo":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if opt == "site_name" {
+				h.SiteName = d.Val()
+			} else {
+				h.Logo = d.Val()
+			}
 		case "support_url", "page", "api_url", "cookie_name", "cache_control", "public_url", "redis", "redis_prefix":
 			if !d.NextArg() {
 				return d.ArgErr()

@@ -84,7 +84,7 @@ func TestAPayerWhoseSuccessPageWasLostIsLetInByTheArticleNotSoldAgain(t *testing
 	if status != http.StatusPaymentRequired || p["reason"] != reasonCheckoutNotDone {
 		t.Fatalf("the article after a lost success page: %d %v", status, p)
 	}
-	if n := w.fake.Calls(""); n != 0 {
+	if n := visitorCalls(w.fake); n != 0 {
 		t.Errorf("the article made %d Stripe calls for a visitor who is not a known customer", n)
 	}
 	// Its button resumes the checkout: paid, so the payer is let in.

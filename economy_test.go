@@ -192,8 +192,12 @@ func TestEconomyAnonymousFloodMakesNoRead(t *testing.T) {
 	if refused.Load() != int64(flood) {
 		t.Errorf("%d of %d anonymous requests got 402 (%d something else)", refused.Load(), flood, other.Load())
 	}
-	if n := s.fake.Calls(""); n != 0 {
+	if n := visitorCalls(s.fake); n != 0 {
 		t.Errorf("an anonymous flood of %d requests made %d Stripe calls, want 0: %v", flood, n, s.fake.CallCounts())
+	}
+	// What the page sells is read once for them all.
+	if n := offerReads(s.fake); n != 1 {
+		t.Errorf("an anonymous flood of %d requests read the price %d times, want once", flood, n)
 	}
 	if n := s.h.account.len(); n != 0 {
 		t.Errorf("the flood left %d entries in the customer cache", n)

@@ -34,6 +34,9 @@ type denial struct {
 	program     bool  // the request presented an API key
 	freeViews   int   // free_views n, for the words of free_views_used
 	freeBack    int64 // unix seconds: when free views come back
+	known       bool  // a customer is known for this visitor
+	trialDays   int   // the trial a checkout would give this visitor
+	offer       *offer
 }
 
 // ServeHTTP serves the endpoints under the prefix and gates everything else.
@@ -81,6 +84,7 @@ func (h *Handler) gate(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 func (h *Handler) admit(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, v visitor, subs []subscriptionState, placeholders *[3]caddy.ReplacerFunc, t time.Time) error {
 	ok, reason := h.entitlement(subs, t)
 	if !ok {
+		v.hadTrial = h.hadTrial(subs) // one trial per customer: the page does not offer another
 		return h.refuse(w, r, next, repl, v, http.StatusPaymentRequired, reason)
 	}
 	repl.Map(placeholders[entitledIndex(reason)])
@@ -159,6 +163,10 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		program:    id.byKey,
 		freeViews:  h.meterViews(),
 		freeBack:   freeBack,
+		known:      id.customer != "",
+	}
+	if !id.hadTrial {
+		d.trialDays = h.TrialDays
 	}
 	switch reason {
 	case reasonPaymentProcessing:
@@ -197,6 +205,17 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		repl.Set("http.paywall.portal_url", d.PortalURL)
 		repl.Set("http.paywall.signin_url", d.SigninURL)
 		repl.Set("http.paywall.retry_after", d.RetryAfter)
+		// What the site's own error page sells, in the visitor's
+		// language, as the built-in page shows it.
+		if d.CheckoutURL != "" && reason != reasonPaymentFailed {
+			if o := h.pageOffer(); o != nil {
+				lang := negotiateLanguage(r.Header.Values("Accept-Language"))
+				words := o.words(pageStrings[lang], lang, d.trialDays)
+				repl.Set("http.paywall.product", words.product)
+				repl.Set("http.paywall.price", words.price)
+				repl.Set("http.paywall.trial", words.trial)
+			}
+		}
 	}
 	if h.apiKeys != nil {
 		repl.Set("http.paywall.keys_url", h.apiKeys.urlAny)

@@ -350,8 +350,11 @@ func TestAnonymousVisitorGets402WithoutCallingStripe(t *testing.T) {
 	if head.StatusCode != 402 || bodyOf(head) != "" {
 		t.Errorf("HEAD: status %d body %q, want 402 and no body", head.StatusCode, bodyOf(head))
 	}
-	if n := w.fake.Calls(""); n != 0 {
+	if n := visitorCalls(w.fake); n != 0 {
 		t.Errorf("anonymous visitors cost %d Stripe calls, want 0", n)
+	}
+	if n := offerReads(w.fake); n != 1 {
+		t.Errorf("the pages read the price %d times, want once for them all", n)
 	}
 }
 
@@ -535,7 +538,7 @@ func TestTamperedAndExpiredCookies(t *testing.T) {
 			t.Errorf("%s: %d %v, want 402 no_subscription", name, status, p)
 		}
 	}
-	if n := w.fake.Calls(""); n != 0 {
+	if n := visitorCalls(w.fake); n != 0 {
 		t.Errorf("forged cookies cost %d Stripe calls, want 0", n)
 	}
 

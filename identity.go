@@ -377,6 +377,7 @@ type visitor struct {
 	identity        // the Stripe customer, when there is one
 	login    string // with identity <placeholder>: the site's user, "" for nobody
 	byKey    bool   // the request presented an API key
+	hadTrial bool   // on a refusal: the customer had a free trial already
 }
 
 // who says who a request comes from: the paywall's cookie, or the site's

@@ -46,6 +46,10 @@ type keysPageData struct {
 	Max         int
 	CheckoutURL string
 	SupportURL  string
+	Status      int    // 200 or 201: page.html's head names only refusals
+	StatusText  string // in the title
+	SiteName    string
+	Logo        string
 	T           map[string]string
 }
 
@@ -298,6 +302,9 @@ func (h *Handler) writeKeys(w http.ResponseWriter, r *http.Request, status int, 
 		Max:         h.apiKeys.max,
 		CheckoutURL: h.prefix + "/checkout?return=" + url.QueryEscape(h.apiKeys.url),
 		SupportURL:  h.supportURL,
+		Status:      status,
+		SiteName:    h.site.name,
+		Logo:        h.site.logo,
 		T:           filled(strs, "{max}", strconv.Itoa(h.apiKeys.max)),
 	}
 	if newKey != "" {
@@ -309,7 +316,7 @@ func (h *Handler) writeKeys(w http.ResponseWriter, r *http.Request, status int, 
 	}
 	hdr.Set("Content-Type", "text/html; charset=utf-8")
 	hdr.Set("Content-Language", lang)
-	hdr.Set("Content-Security-Policy", builtinPageCSP)
+	hdr.Set("Content-Security-Policy", h.builtinCSP())
 	hdr.Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())

@@ -57,6 +57,7 @@ const (
 // `{http.paywall.portal_url}` | the path to the billing portal, when the last payment failed
 // `{http.paywall.signin_url}` | the path that mails a sign-in link (a form's action), when offered
 // `{http.paywall.retry_after}` | seconds to wait, with 503 and 429
+// `{http.paywall.product}`, `{http.paywall.price}`, `{http.paywall.trial}` | with `refusals handle_errors`, where a checkout is offered: the product's name, its price per interval and the trial offered, in the visitor's language (see the 402 page's Product, Price and Trial)
 // `{http.paywall.key_id}` | with `api_keys`: the id of the API key a request presented; empty for a browser
 // `{http.paywall.keys_url}` | with `api_keys`: the path of the visitor's API keys page
 type Handler struct {
@@ -108,6 +109,19 @@ type Handler struct {
 
 	// A file holding the operator's own html/template for the 402 page.
 	Page string `json:"page,omitempty"`
+
+	// The site's name at the top of the 402 page, in its title and in
+	// sign-in mails. Default: the host of public_url.
+	SiteName string `json:"site_name,omitempty"`
+
+	// What a subscription gives, one short line each, listed on the 402
+	// page beside the price. At most 8, of 120 characters each.
+	Benefits []string `json:"benefits,omitempty"`
+
+	// An image at the top of the 402 page, beside the site's name: a path
+	// on this site (`/logo.svg`), or a URL on public_url. The page's
+	// Content-Security-Policy allows images from this site only.
+	Logo string `json:"logo,omitempty"`
 
 	// Decide, log and set placeholders, but never block.
 	DryRun bool `json:"dry_run,omitempty"`
@@ -236,6 +250,7 @@ type Handler struct {
 	prefix        string
 	apiURL        string
 	supportURL    string
+	site          *pageSite // site_name, logo, benefits
 	prices        []string
 	cacheControl  string // "" when off
 	publicURL     string
@@ -298,6 +313,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		// __Host- checkout cookie follow the scheme, whatever its case.
 		h.publicURL = strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host)
 	}
+	h.site = newPageSite(strings.TrimSpace(repl.ReplaceAll(h.SiteName, "")), repl.ReplaceAll(h.Logo, ""), h.Benefits, h.publicURL)
 	h.prices = resolveIDs(repl, h.Prices)
 	h.products = resolveIDs(repl, h.Products)
 
@@ -463,6 +479,9 @@ func (h *Handler) Validate() error {
 				return fmt.Errorf("support_url %q must be an https:// (or http://) URL or a mailto: address", h.SupportURL)
 			}
 		}
+	}
+	if err := h.site.validate(h.publicURL); err != nil {
+		return err
 	}
 	if h.TrialDays < 0 || h.TrialDays > 730 {
 		return fmt.Errorf("trial_days %d must be between 0 and 730", h.TrialDays)

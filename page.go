@@ -56,6 +56,19 @@ import (
 //	             not of this browser
 //	Notice       true on the pages of the paywall's own endpoints, which
 //	             always use the built-in page
+//	Known        true when the visitor is a known customer whose
+//	             subscription lapsed or whose payment failed: the page
+//	             offers to subscribe again, not to sign in
+//	SiteName     site_name, or the host of public_url (or, on HTTPS, of
+//	             the address the visitor's browser verified)
+//	Logo         logo: a path or URL on this site; "" without one
+//	Benefits     benefits, one line each
+//	Product      the product sold, by its name at Stripe; "" until read
+//	Price        its price per interval in Lang ("$5.00 / month",
+//	             "Rp 50.000 / bulan"); "" until read, for a price without
+//	             a single amount, and where the page offers no checkout
+//	Trial        "7 days free, then $5.00 / month" when trial_days offers
+//	             this visitor a trial (one per customer), else ""
 //	T            every built-in string in Lang, by key (see pageStrings),
 //	             with {seconds}, {wait} and {minutes} already replaced:
 //	             {{.T.subscribe}}
@@ -84,6 +97,13 @@ type PageData struct {
 	KeysURL     string
 	Account     bool
 	Notice      bool
+	Known       bool
+	SiteName    string
+	Logo        string
+	Benefits    []string
+	Product     string
+	Price       string
+	Trial       string
 	T           map[string]string
 }
 
@@ -116,6 +136,10 @@ var (
 	// resource from anywhere. Its only form (sign out) posts to this site.
 	builtinPageCSP = "default-src 'none'; style-src '" + cssHash(pageCSS) + "'; img-src data:; " +
 		"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+	// builtinPageCSPImages is the built-in page's policy with a logo:
+	// images from this site too.
+	builtinPageCSPImages = strings.Replace(builtinPageCSP, "img-src data:", "img-src 'self' data:", 1)
 )
 
 func mustRead(name string) string {
@@ -142,6 +166,7 @@ const maxPooledBuffer = 64 << 10
 // for every reason so that a mistake such as a misspelt field fails when
 // the configuration loads rather than in front of a visitor.
 func loadPageTemplate(path string) (*template.Template, error) {
+	example := &pageSite{name: "example.com", logo: "/logo.svg", benefits: []string{"Every article"}}
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -169,7 +194,8 @@ func loadPageTemplate(path string) (*template.Template, error) {
 		case reasonUnavailable:
 			d.Status, d.RetryAfter = http.StatusServiceUnavailable, defaultRetryAfter
 		}
-		if err := tmpl.Execute(io.Discard, newPageData(d, "en", "mailto:support@example.com")); err != nil {
+		d.offer, d.trialDays = &offer{name: "Premium", amount: 500, currency: "usd", interval: "month", intervalCount: 1}, 7
+		if err := tmpl.Execute(io.Discard, newPageData(d, "en", "mailto:support@example.com", example)); err != nil {
 			return nil, err // "template: <path>:<line>:<col>: executing …"
 		}
 	}
@@ -271,12 +297,25 @@ func (h *Handler) writeDenial(w http.ResponseWriter, r *http.Request, d denial) 
 		}
 	}()
 
-	data := newPageData(d, lang, h.supportURL)
+	// What the page sells: read from Stripe when first needed, only
+	// where the page offers a checkout.
+	if !d.notice && d.Status == http.StatusPaymentRequired && d.CheckoutURL != "" && d.Reason != reasonPaymentFailed {
+		d.offer = h.pageOffer()
+	}
+	site := h.site
+	if site != nil && site.name == "" {
+		if base, ok := h.trustedOrigin(r); ok {
+			named := *site
+			named.name = siteName(base)
+			site = &named
+		}
+	}
+	data := newPageData(d, lang, h.supportURL, site)
 	if asJSON {
 		// Without an address to trust, the URLs stay paths on this site,
 		// which RFC 9457 lets a client resolve against the request's URL.
 		base, _ := h.origin(r)
-		if err := json.NewEncoder(buf).Encode(newProblem(base, data)); err != nil {
+		if err := json.NewEncoder(buf).Encode(newProblem(base, data, d.offer, d.trialDays)); err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}
 	} else {
@@ -305,6 +344,15 @@ func (h *Handler) pageCSP(notice bool) string {
 	if h.page != nil && !notice {
 		return customPageCSP
 	}
+	return h.builtinCSP()
+}
+
+// builtinCSP is the built-in page's policy: with a logo, images from this
+// site are allowed too.
+func (h *Handler) builtinCSP() string {
+	if h.site != nil {
+		return h.site.csp
+	}
 	return builtinPageCSP
 }
 
@@ -326,10 +374,10 @@ func (h *Handler) renderPage(buf *bytes.Buffer, data PageData, notice bool) (str
 	if err := builtinPage.Execute(buf, data); err != nil {
 		return "", fmt.Errorf("paywall: built-in page: %w", err)
 	}
-	return builtinPageCSP, nil
+	return h.builtinCSP(), nil
 }
 
-func newPageData(d denial, lang, supportURL string) PageData {
+func newPageData(d denial, lang, supportURL string, site *pageSite) PageData {
 	strs := pageStrings[lang]
 	var fill []string // {name}, value, … for the words of this refusal
 	if d.RetryAfter > 0 || d.signinTTL > 0 {
@@ -371,7 +419,18 @@ func newPageData(d denial, lang, supportURL string) PageData {
 		ReturnPath:  safeReturn(d.ReturnPath),
 		RetryAfter:  d.RetryAfter,
 		Notice:      d.notice,
+		Known:       d.known,
 		T:           strs,
+	}
+	if site != nil {
+		data.SiteName, data.Logo = site.name, site.logo
+		if !d.notice {
+			data.Benefits = site.benefits
+		}
+	}
+	if d.offer != nil {
+		w := d.offer.words(strs, lang, d.trialDays)
+		data.Product, data.Price, data.Trial = w.product, w.price, w.trial
 	}
 	if d.Status == http.StatusServiceUnavailable {
 		data.CheckoutURL = ""
@@ -432,20 +491,35 @@ func filled(strs map[string]string, pairs ...string) map[string]string {
 
 // problem is an RFC 9457 problem document with this handler's extensions.
 type problem struct {
-	Type        string `json:"type"`
-	Title       string `json:"title"`
-	Status      int    `json:"status"`
-	Detail      string `json:"detail"`
-	Reason      string `json:"reason"`
-	CheckoutURL string `json:"checkout_url,omitempty"`
-	PortalURL   string `json:"portal_url,omitempty"`
-	SigninURL   string `json:"signin_url,omitempty"`
-	KeysURL     string `json:"keys_url,omitempty"`
-	SupportURL  string `json:"support_url,omitempty"`
-	RetryAfter  int    `json:"retry_after,omitempty"`
+	Type        string        `json:"type"`
+	Title       string        `json:"title"`
+	Status      int           `json:"status"`
+	Detail      string        `json:"detail"`
+	Reason      string        `json:"reason"`
+	CheckoutURL string        `json:"checkout_url,omitempty"`
+	PortalURL   string        `json:"portal_url,omitempty"`
+	SigninURL   string        `json:"signin_url,omitempty"`
+	KeysURL     string        `json:"keys_url,omitempty"`
+	SupportURL  string        `json:"support_url,omitempty"`
+	RetryAfter  int           `json:"retry_after,omitempty"`
+	Offer       *problemOffer `json:"offer,omitempty"`
 }
 
-func newProblem(base string, data PageData) problem {
+// problemOffer is what a checkout_url sells, for programs: the amount in
+// the currency's minor unit, as Stripe gives it, and the words a page shows.
+type problemOffer struct {
+	Site          string `json:"site,omitempty"`
+	Product       string `json:"product,omitempty"`
+	Amount        int64  `json:"amount,omitempty"`
+	Currency      string `json:"currency,omitempty"`
+	Interval      string `json:"interval,omitempty"`
+	IntervalCount int64  `json:"interval_count,omitempty"`
+	TrialDays     int    `json:"trial_days,omitempty"`
+	Price         string `json:"price,omitempty"`
+	Trial         string `json:"trial,omitempty"`
+}
+
+func newProblem(base string, data PageData, o *offer, trialDays int) problem {
 	p := problem{
 		Type:        problemTypeBase + data.Reason,
 		Title:       data.Title,
@@ -459,6 +533,19 @@ func newProblem(base string, data PageData) problem {
 		SupportURL:  absoluteURL(base, data.SupportURL),
 	}
 	p.RetryAfter = data.RetryAfter
+	if o != nil && data.CheckoutURL != "" {
+		p.Offer = &problemOffer{Site: data.SiteName, Product: o.name, Price: data.Price, Trial: data.Trial}
+		if data.Price != "" {
+			p.Offer.Amount, p.Offer.Currency = o.amount, o.currency
+			p.Offer.Interval, p.Offer.IntervalCount = o.interval, max(o.intervalCount, 1)
+			if o.interval == "" {
+				p.Offer.IntervalCount = 0
+			}
+			if data.Trial != "" {
+				p.Offer.TrialDays = trialDays
+			}
+		}
+	}
 	return p
 }
 

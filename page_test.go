@@ -126,8 +126,14 @@ func TestDenialEveryReason(t *testing.T) {
 					t.Errorf("Content-Language = %q, want %q", got, lang)
 				}
 				title := template.HTMLEscapeString(pageStrings[lang]["title_"+reason])
-				if !strings.Contains(body, "<h1>"+title+"</h1>") || !strings.Contains(body, "<title>"+title+"</title>") {
-					t.Errorf("page lacks the title %q", title)
+				// The status is for those who look: in the title, not
+				// the headline.
+				status := fmt.Sprintf(" (%d %s)", w.Code, pageStrings[lang][statusKey(w.Code)])
+				if !strings.Contains(body, "<h1>"+title+"</h1>") || !strings.Contains(body, "<title>"+title+template.HTMLEscapeString(status)+"</title>") {
+					t.Errorf("page lacks the title %q%s", title, status)
+				}
+				if strings.Contains(body, `class="status"`) {
+					t.Error("the status is the page's headline again")
 				}
 				if element(body, "reason") == "" || element(body, "support") == "" {
 					t.Errorf("page lacks #reason or #support")
@@ -450,7 +456,7 @@ func TestLangIndonesianPage(t *testing.T) {
 	if w.Header().Get("Content-Language") != "id" || !strings.Contains(body, `<html lang="id">`) {
 		t.Fatalf("not Indonesian: %q", w.Header().Get("Content-Language"))
 	}
-	for _, want := range []string{"Pembayaran Anda belum selesai", "kartu atau metode pembayaran lain", ">Lanjutkan pembayaran</a>", "Hubungi dukungan"} {
+	for _, want := range []string{"Pembayaran Anda belum selesai", "kartu atau metode pembayaran lain", ">Lanjutkan pembayaran</a>", "Hubungi tim dukungan"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("Indonesian page lacks %q", want)
 		}
@@ -534,7 +540,9 @@ func TestPageStringsComplete(t *testing.T) {
 		for _, reason := range pageReasons {
 			d := denialFor(reason)
 			d.LogoutURL = "/paywall/logout"
-			if err := builtinPage.Execute(new(strings.Builder), newPageData(d, lang, "mailto:a@example.com")); err != nil {
+			d.offer, d.trialDays = &offer{name: "Premium", amount: 500, currency: "usd", interval: "month"}, 7
+			site := &pageSite{name: "example.com", logo: "/logo.svg", benefits: []string{"Every article"}}
+			if err := builtinPage.Execute(new(strings.Builder), newPageData(d, lang, "mailto:a@example.com", site)); err != nil {
 				t.Errorf("%s %s: %v", lang, reason, err)
 			}
 		}

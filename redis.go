@@ -509,6 +509,7 @@ type news struct {
 	Email    string            `json:"e,omitempty"`
 	Metadata map[string]string `json:"m,omitempty"`
 	Revoked  []string          `json:"r,omitempty"` // API keys of Customer revoked
+	Offer    string            `json:"o,omitempty"` // a price or product whose words changed
 }
 
 func (l *redisLink) message(n news) string {
@@ -525,6 +526,16 @@ func (l *redisLink) forgetLogins(email string, metadata map[string]string) {
 	ctx, cancel := l.ctx()
 	defer cancel()
 	l.result(l.client.Publish(ctx, l.key("invalidate"), l.message(news{Email: email, Metadata: metadata})).Err())
+}
+
+// offerChanged tells the other instances that a price or product the 402
+// pages may show changed. Lost while Redis is down: their copies then last
+// offerRefresh.
+func (l *redisLink) offerChanged(id string) {
+	l.ensure()
+	ctx, cancel := l.ctx()
+	defer cancel()
+	l.result(l.client.Publish(ctx, l.key("invalidate"), l.message(news{Offer: id})).Err())
 }
 
 func (l *redisLink) keepPending(customer string) {
@@ -640,6 +651,9 @@ func (l *redisLink) heard(payload string) {
 		return
 	}
 	invalidations.WithLabelValues("received").Inc()
+	if n.Offer != "" && validOfferID(n.Offer) {
+		l.account.offerChanged(n.Offer)
+	}
 	if n.Customer != "" {
 		l.account.invalidate(n.Customer)
 		for _, id := range n.Revoked {

@@ -261,7 +261,11 @@ func (h *Handler) mailSigninLink(email, base, ret, lang string) {
 	if ret != "/" {
 		link += "&return=" + url.QueryEscape(ret)
 	}
-	msg, err := signinMail(lang, siteName(base), link, s.ttl)
+	site := siteName(base)
+	if h.site != nil && h.site.name != "" {
+		site = h.site.name // site_name, or public_url's host
+	}
+	msg, err := signinMail(lang, site, link, s.ttl)
 	if err == nil {
 		err = s.mailer.send(ctx, email, msg)
 	}

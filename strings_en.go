@@ -48,6 +48,20 @@ func init() {
 		"free_back_hours":        "in {n} hours",
 		"free_back_minutes":      "in {n} minutes",
 
+		// What the page sells (offer.go): {price} is the price per
+		// interval, {n} a number of days or intervals.
+		"offer_label":     "What you get",
+		"per_day":         "day",
+		"per_days":        "{n} days",
+		"per_week":        "week",
+		"per_weeks":       "{n} weeks",
+		"per_month":       "month",
+		"per_months":      "{n} months",
+		"per_year":        "year",
+		"per_years":       "{n} years",
+		"trial_offer":     "{n} days free, then {price}",
+		"trial_offer_one": "1 day free, then {price}",
+
 		// API keys (apikeys.go, keys.go); {max} is api_keys max.
 		"status_401":                 "Unauthorized",
 		"status_404":                 "Not found",

@@ -47,6 +47,19 @@ func init() {
 		"free_back_minutes":      "dalam {n} menit",
 
 		// API keys (apikeys.go, keys.go); {max} is api_keys max.
+		// What the page sells (offer.go).
+		"offer_label":     "Yang Anda dapatkan",
+		"per_day":         "hari",
+		"per_days":        "{n} hari",
+		"per_week":        "minggu",
+		"per_weeks":       "{n} minggu",
+		"per_month":       "bulan",
+		"per_months":      "{n} bulan",
+		"per_year":        "tahun",
+		"per_years":       "{n} tahun",
+		"trial_offer":     "Gratis {n} hari, lalu {price}",
+		"trial_offer_one": "Gratis 1 hari, lalu {price}",
+
 		"status_401":                 "Tidak terautentikasi",
 		"status_404":                 "Tidak ditemukan",
 		"status_409":                 "Konflik",
@@ -131,7 +144,7 @@ func init() {
 		"support":              "Hubungi tim dukungan",
 		"not_you":              "Bukan Anda?",
 		"sign_out":             "Keluar",
-		"back":                 "Kembali ke halaman sebelumnya",
+		"back":                 "Kembali ke halaman",
 		"wait_seconds":         "{n} detik",
 		"wait_minutes":         "{n} menit",
 	})

@@ -14,6 +14,7 @@ import (
 	checkoutsession "github.com/stripe/stripe-go/v76/checkout/session"
 	"github.com/stripe/stripe-go/v76/customer"
 	"github.com/stripe/stripe-go/v76/invoice"
+	"github.com/stripe/stripe-go/v76/price"
 	"github.com/stripe/stripe-go/v76/product"
 	"github.com/stripe/stripe-go/v76/subscription"
 )
@@ -35,6 +36,9 @@ type stripeAPI interface {
 	expireCheckout(ctx context.Context, id string) error
 	createPortal(ctx context.Context, customer, returnURL string) (string, error)
 	defaultPrice(ctx context.Context, product string) (string, error)
+	// offer reads what the page sells: a price and its product, or a
+	// product and its default price.
+	offer(ctx context.Context, id string) (offer, error)
 	// customersByEmail lists the customers whose email is exactly email,
 	// newest first, at most limit. The list is consistent with writes.
 	customersByEmail(ctx context.Context, email string, limit int) ([]string, error)
@@ -123,6 +127,7 @@ type stripeClient struct {
 	checkout  checkoutsession.Client
 	portal    portalsession.Client
 	products  product.Client
+	prices    price.Client
 	customers customer.Client
 	invoices  invoice.Client
 	timeout   time.Duration
@@ -165,6 +170,7 @@ func newStripeClient(key, apiURL string, timeout time.Duration) *stripeClient {
 		checkout:  checkoutsession.Client{B: b, Key: key},
 		portal:    portalsession.Client{B: b, Key: key},
 		products:  product.Client{B: b, Key: key},
+		prices:    price.Client{B: b, Key: key},
 		customers: customer.Client{B: b, Key: key},
 		invoices:  invoice.Client{B: b, Key: key},
 		timeout:   timeout,
@@ -379,6 +385,48 @@ func (c *stripeClient) defaultPrice(ctx context.Context, prod string) (string, e
 		return "", fmt.Errorf("product has no default price: %w", errStripeNotFound)
 	}
 	return p.DefaultPrice.ID, nil
+}
+
+// offer reads what the 402 page sells, in one call: a price with its
+// product, or a product with its default price.
+func (c *stripeClient) offer(ctx context.Context, id string) (offer, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var p *stripe.Price
+	if strings.HasPrefix(id, "prod_") {
+		params := &stripe.ProductParams{}
+		params.Context = ctx
+		params.AddExpand("default_price")
+		prod, err := c.products.Get(id, params)
+		if err != nil {
+			return offer{}, c.classify("retrieve product", err)
+		}
+		if prod.DefaultPrice == nil || prod.DefaultPrice.ID == "" {
+			return offer{}, fmt.Errorf("product has no default price: %w", errStripeNotFound)
+		}
+		p = prod.DefaultPrice
+		p.Product = prod
+	} else {
+		params := &stripe.PriceParams{}
+		params.Context = ctx
+		params.AddExpand("product")
+		var err error
+		if p, err = c.prices.Get(id, params); err != nil {
+			return offer{}, c.classify("retrieve price", err)
+		}
+	}
+	o := offer{price: p.ID, currency: string(p.Currency)}
+	if p.Product != nil {
+		o.product, o.name = p.Product.ID, p.Product.Name
+	}
+	// A tiered price, or one the customer chooses, has no single amount.
+	if p.BillingScheme != stripe.PriceBillingSchemeTiered && p.CustomUnitAmount == nil {
+		o.amount = p.UnitAmount
+	}
+	if p.Recurring != nil {
+		o.interval, o.intervalCount = string(p.Recurring.Interval), p.Recurring.IntervalCount
+	}
+	return o, nil
 }
 
 func (c *stripeClient) customersByEmail(ctx context.Context, email string, limit int) ([]string, error) {

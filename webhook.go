@@ -99,6 +99,18 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
+	if id := eventOffer(&ev); id != "" {
+		// What the 402 pages sell changed: read on the next page,
+		// here and on every instance.
+		h.account.offerChanged(id)
+		if h.redis != nil {
+			h.redis.offerChanged(id)
+		}
+		webhookEvents.WithLabelValues("offer").Inc()
+		h.logger.Info("webhook event applied", zap.String("type", ev.Type), zap.String("event", ev.ID), zap.String("id", id))
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
 	customer := eventCustomer(&ev)
 	h.forgetLogins(&ev, customer)
 	if revoked := revokedKeys(&ev); len(revoked) > 0 && customer != "" {
@@ -183,6 +195,40 @@ func eventCustomer(ev *webhookEvent) string {
 		}
 	}
 	return ""
+}
+
+// eventOffer returns the price or product a price.* or product.* event is
+// about, "" for other events.
+func eventOffer(ev *webhookEvent) string {
+	obj := &ev.Data.Object
+	switch {
+	case strings.HasPrefix(ev.Type, "price.") && obj.Object == "price",
+		strings.HasPrefix(ev.Type, "product.") && obj.Object == "product":
+		if validOfferID(obj.ID) {
+			return obj.ID
+		}
+	}
+	return ""
+}
+
+// validOfferID: a price (or legacy plan) or product ID as Stripe writes them.
+func validOfferID(id string) bool {
+	rest, ok := strings.CutPrefix(id, "price_")
+	if !ok {
+		if rest, ok = strings.CutPrefix(id, "prod_"); !ok {
+			rest, ok = strings.CutPrefix(id, "plan_")
+		}
+	}
+	if !ok || rest == "" || len(id) > 255 {
+		return false
+	}
+	for i := 0; i < len(rest); i++ {
+		c := rest[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // customerField reads a customer that is either an ID or an expanded object.

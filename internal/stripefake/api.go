@@ -366,6 +366,9 @@ func (s *Server) objectLocked(id string) map[string]any {
 			return priceJSON(p)
 		}
 	case strings.HasPrefix(id, "prod_"):
+		if p, ok := s.prices[s.defaults[id]]; ok {
+			return productJSON(p)
+		}
 		for _, pid := range s.priceIDs {
 			if p := s.prices[pid]; p.Product == id {
 				return productJSON(p)

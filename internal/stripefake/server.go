@@ -247,6 +247,7 @@ type Server struct {
 	mu        sync.Mutex
 	prices    map[string]*Price
 	priceIDs  []string
+	defaults  map[string]string // product → its default price, when set by UpdateProduct
 	customers map[string]*Customer
 	subs      map[string]*Subscription
 	sessions  map[string]*CheckoutSession
@@ -540,6 +541,37 @@ func (s *Server) AddPrice(p Price) {
 		s.priceIDs = append(s.priceIDs, p.ID)
 	}
 	s.prices[p.ID] = &p
+}
+
+// UpdateProduct renames a product (when name is not "") and makes one of
+// its prices its default (when defaultPrice is not ""), as the Dashboard
+// does, and sends product.updated. A product's default is otherwise its
+// first price.
+func (s *Server) UpdateProduct(product, name, defaultPrice string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var def *Price
+	for _, id := range s.priceIDs {
+		if p := s.prices[id]; p.Product == product {
+			if name != "" {
+				p.ProductName = name
+			}
+			if def == nil || id == defaultPrice {
+				def = p
+			}
+		}
+	}
+	if def == nil || defaultPrice != "" && def.ID != defaultPrice {
+		return ErrNotFound
+	}
+	if defaultPrice != "" {
+		if s.defaults == nil {
+			s.defaults = map[string]string{}
+		}
+		s.defaults[product] = defaultPrice
+	}
+	s.emitLocked("product.updated", s.objectLocked(product))
+	return nil
 }
 
 // Prices lists the prices in the order they were added.

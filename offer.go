@@ -1,0 +1,362 @@
+package paywall
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+)
+
+// What the 402 page sells: the product's name and the price, with its
+// interval and currency, and the free trial when one is offered. They are
+// read from Stripe when a page first needs them, never in Provision (which
+// also runs for caddy validate and caddy adapt), and kept with the account
+// (one read serves every handler that sells the same price):
+//
+//   - fresh for offerRefresh; after that the page keeps showing what it
+//     has while one read runs in the background;
+//   - read again at once after a price.updated or product.updated webhook
+//     about it, here and, with Redis, on every instance;
+//   - after a failed read, the page shows no price and nothing asks Stripe
+//     for offerRetry. The very first read is waited for offerWait at most:
+//     a page never waits on Stripe for longer, and never fails for it.
+const (
+	offerRefresh = time.Hour
+	offerRetry   = time.Minute
+	offerWait    = 500 * time.Millisecond
+)
+
+// offer is a price and its product, as Stripe gave them.
+type offer struct {
+	price         string // price_…: the price a checkout sells
+	product       string // prod_…
+	name          string // the product's name
+	amount        int64  // in the currency's minor unit; 0 when the price has no single amount
+	currency      string // lower case ISO 4217
+	interval      string // day, week, month or year; "" for a one-off price
+	intervalCount int64
+}
+
+// offerCell is the account's copy of one offer, by the configured ID (a
+// price, or a product whose default price is sold).
+type offerCell struct {
+	mu      sync.Mutex
+	cur     *offer
+	readAt  int64         // unix nanos of the read cur came from
+	retryAt int64         // unix nanos: no read before this, after a failure
+	stale   bool          // a webhook said it changed
+	flight  chan struct{} // closed when the read running now ends
+}
+
+// offerFor returns the offer of the ID, nil when none is known. It reads
+// Stripe when the copy is missing, old or said to have changed, unless the
+// last read failed in the past offerRetry or Stripe is down; only the first
+// read is waited for, and for offerWait at most.
+func (h *Handler) offerFor(id string) *offer {
+	a := h.account
+	a.offersMu.Lock()
+	c := a.offers[id]
+	if c == nil {
+		c = &offerCell{}
+		a.offers[id] = c
+	}
+	a.offersMu.Unlock()
+
+	t := now().UnixNano()
+	c.mu.Lock()
+	cur := c.cur
+	due := cur == nil || c.stale || t-c.readAt >= int64(offerRefresh)
+	if due && c.flight == nil && t >= c.retryAt && !a.down(t) {
+		c.flight = make(chan struct{})
+		a.reads.Add(1)
+		go h.readOffer(id, c, c.flight)
+	}
+	wait := c.flight
+	c.mu.Unlock()
+	if cur != nil || wait == nil {
+		return cur
+	}
+	timer := time.NewTimer(offerWait)
+	defer timer.Stop()
+	select {
+	case <-wait:
+	case <-timer.C:
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur
+}
+
+// readOffer reads the offer of id from Stripe into c and closes done.
+func (h *Handler) readOffer(id string, c *offerCell, done chan struct{}) {
+	defer h.account.reads.Done()
+	o, err := h.stripe.offer(context.Background(), id)
+	t := now().UnixNano()
+	c.mu.Lock()
+	if err == nil {
+		c.cur, c.readAt, c.stale = &o, t, false
+	} else {
+		c.retryAt = t + int64(offerRetry)
+	}
+	c.flight = nil
+	c.mu.Unlock()
+	close(done)
+	if err != nil {
+		msg := "stripe: could not read the price the page shows; the page shows none, and asks again in a minute"
+		if errors.Is(err, errStripeForbidden) {
+			msg = "stripe: the key may not read the price the page shows; give a restricted key Prices: read and Products: read"
+		}
+		if log, n := h.account.offerFailures.allow(t); log {
+			h.logger.Warn(msg, zap.String("id", id), zap.Error(err), zap.Int("failures_since_last_line", n))
+		}
+	}
+}
+
+// offerChanged marks the offers a price.updated or product.updated names
+// for a read on their next page, and forgets the default price of a product
+// whose default may have changed.
+func (a *account) offerChanged(id string) {
+	a.offersMu.Lock()
+	for key, c := range a.offers {
+		c.mu.Lock()
+		if key == id || c.cur != nil && (c.cur.price == id || c.cur.product == id) {
+			c.stale = true
+		}
+		c.mu.Unlock()
+	}
+	a.offersMu.Unlock()
+	if !strings.HasPrefix(id, "prod_") {
+		return
+	}
+	for _, h := range a.handlersSnapshot() {
+		if len(h.prices) == 0 && len(h.products) > 0 && h.products[0] == id {
+			h.soldPrice.Store(nil)
+		}
+	}
+}
+
+// pageOffer is the offer a page shows: of the price a checkout sells, or of
+// the product whose default price it sells.
+func (h *Handler) pageOffer() *offer {
+	if h.account == nil || h.stripe == nil {
+		return nil // not provisioned
+	}
+	if len(h.prices) > 0 {
+		return h.offerFor(h.prices[0])
+	}
+	if len(h.products) > 0 {
+		return h.offerFor(h.products[0])
+	}
+	return nil
+}
+
+// offerWords are the page's words about the offer, in the strings of a
+// language: the product, the price per interval, and the trial.
+type offerWords struct {
+	product string
+	price   string // "$5.00 / month"; "" when the price has no single amount
+	trial   string // "7 days free, then $5.00 / month"; "" without a trial
+}
+
+func (o *offer) words(strs map[string]string, lang string, trialDays int) offerWords {
+	w := offerWords{product: o.name}
+	if o.amount <= 0 || o.currency == "" {
+		return w
+	}
+	w.price = money(o.amount, o.currency, lang)
+	if o.interval != "" {
+		w.price += " / " + intervalWords(strs, o.interval, o.intervalCount)
+	}
+	if trialDays > 0 {
+		key := "trial_offer"
+		if trialDays == 1 {
+			key = "trial_offer_one"
+		}
+		w.trial = strings.NewReplacer("{n}", strconv.Itoa(trialDays), "{price}", w.price).Replace(strs[key])
+	}
+	return w
+}
+
+// intervalWords names an interval in a language: "month", "3 months".
+func intervalWords(strs map[string]string, interval string, count int64) string {
+	if count <= 1 {
+		if s, ok := strs["per_"+interval]; ok {
+			return s
+		}
+		return interval
+	}
+	s, ok := strs["per_"+interval+"s"]
+	if !ok {
+		s = "{n} " + interval + "s"
+	}
+	return strings.ReplaceAll(s, "{n}", strconv.FormatInt(count, 10))
+}
+
+// Minor units. Stripe's amounts are in the currency's smallest unit: cents
+// for most, none for the zero-decimal currencies, thousandths for the
+// three-decimal ones (Stripe's list, "Supported currencies").
+var (
+	zeroDecimal  = set("bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf")
+	threeDecimal = set("bhd", "jod", "kwd", "omr", "tnd")
+	// wholeDisplay are two-decimal at Stripe but shown in whole units,
+	// as their prices are written ("Rp 50.000"), when the fraction is 0.
+	wholeDisplay = set("idr", "huf", "twd", "cop", "isk", "pkr", "lkr", "mnt")
+)
+
+// currencySymbols by language; a currency not listed is written with its
+// code ("CHF 5.00").
+var currencySymbols = map[string]map[string]string{
+	"en": {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "inr": "₹", "idr": "Rp", "aud": "A$", "cad": "CA$",
+		"nzd": "NZ$", "hkd": "HK$", "sgd": "S$", "cny": "CN¥", "krw": "₩", "brl": "R$", "mxn": "MX$", "myr": "RM", "php": "₱"},
+	"id": {"idr": "Rp", "usd": "US$", "eur": "€", "gbp": "£", "jpy": "JP¥", "aud": "AU$", "sgd": "SGD", "myr": "RM",
+		"inr": "Rs", "cny": "CN¥", "krw": "₩", "hkd": "HK$"},
+}
+
+// separators by language: thousands, then decimal.
+var separators = map[string][2]string{
+	"en": {",", "."},
+	"id": {".", ","},
+}
+
+// money writes an amount in a currency's minor unit as a person of the
+// language reads it: "$5.00" in English, "Rp 50.000" and "US$5,00" in
+// Indonesian. A symbol that ends in a letter is followed by a space.
+func money(amount int64, currency, lang string) string {
+	currency = strings.ToLower(currency)
+	sep, ok := separators[lang]
+	if !ok {
+		lang, sep = "en", separators["en"]
+	}
+	digits := 2
+	switch {
+	case zeroDecimal[currency]:
+		digits = 0
+	case threeDecimal[currency]:
+		digits = 3
+	}
+	unit := int64(1)
+	for range digits {
+		unit *= 10
+	}
+	neg := amount < 0
+	if neg {
+		amount = -amount
+	}
+	whole, frac := amount/unit, amount%unit
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	sym, ok := currencySymbols[lang][currency]
+	if !ok {
+		sym = strings.ToUpper(currency)
+	}
+	b.WriteString(sym)
+	if last := sym[len(sym)-1]; last >= 'A' && last <= 'Z' || last >= 'a' && last <= 'z' {
+		b.WriteString("\u00a0")
+	}
+	w := strconv.FormatInt(whole, 10)
+	for i, d := range w {
+		if i > 0 && (len(w)-i)%3 == 0 {
+			b.WriteString(sep[0])
+		}
+		b.WriteRune(d)
+	}
+	if digits > 0 && !(frac == 0 && wholeDisplay[currency]) {
+		f := strconv.FormatInt(frac, 10)
+		b.WriteString(sep[1])
+		b.WriteString(strings.Repeat("0", digits-len(f)))
+		b.WriteString(f)
+	}
+	return b.String()
+}
+
+func set(xs ...string) map[string]bool {
+	m := make(map[string]bool, len(xs))
+	for _, x := range xs {
+		m[x] = true
+	}
+	return m
+}
+
+// pageSite is who sells: the site's name, its logo and what a subscription
+// gives (site_name, logo, benefits).
+type pageSite struct {
+	name     string
+	logo     string
+	benefits []string
+	csp      string // the built-in page's policy: with a logo, images from this site too
+}
+
+// Bounds of the site's words: a name that fits a page's top line, and a
+// short list of short lines.
+const (
+	maxSiteName    = 80
+	maxBenefits    = 8
+	maxBenefitLine = 120
+)
+
+func newPageSite(name, logo string, benefits []string, publicURL string) *pageSite {
+	if name == "" && publicURL != "" {
+		name = siteName(publicURL)
+	}
+	s := &pageSite{name: name, logo: logo, csp: builtinPageCSP}
+	for _, b := range benefits {
+		s.benefits = append(s.benefits, strings.TrimSpace(b))
+	}
+	if logo != "" {
+		s.csp = builtinPageCSPImages
+	}
+	return s
+}
+
+// validate names the option that is wrong.
+func (s *pageSite) validate(publicURL string) error {
+	if s == nil {
+		return nil // not provisioned
+	}
+	if n := utf8.RuneCountInString(s.name); n > maxSiteName || !printable(s.name) {
+		return fmt.Errorf("site_name must be at most %d characters on one line (got %d)", maxSiteName, n)
+	}
+	if len(s.benefits) > maxBenefits {
+		return fmt.Errorf("benefits: at most %d lines (got %d); a short list reads best", maxBenefits, len(s.benefits))
+	}
+	for i, b := range s.benefits {
+		if b == "" || utf8.RuneCountInString(b) > maxBenefitLine || !printable(b) {
+			return fmt.Errorf("benefits: line %d must have 1 to %d characters", i+1, maxBenefitLine)
+		}
+	}
+	if s.logo == "" {
+		return nil
+	}
+	if !printable(s.logo) || strings.ContainsAny(s.logo, "\\ ") {
+		return fmt.Errorf("logo %q must be a path on this site, such as /logo.svg", s.logo)
+	}
+	if strings.HasPrefix(s.logo, "/") && !strings.HasPrefix(s.logo, "//") {
+		return nil
+	}
+	u, err := url.Parse(s.logo)
+	if err != nil || u.Host == "" || publicURL == "" || strings.ToLower(u.Scheme)+"://"+strings.ToLower(u.Host) != publicURL {
+		return fmt.Errorf("logo %q must be a path on this site, such as /logo.svg, or a URL on public_url: "+
+			"the page's Content-Security-Policy loads images from this site only", s.logo)
+	}
+	return nil
+}
+
+// printable: one line of text, without control characters.
+func printable(s string) bool {
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return utf8.ValidString(s)
+}

@@ -1,0 +1,454 @@
+package paywall
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-paywall/paywall/internal/stripefake"
+)
+
+// offerReads are the calls that read what the page sells: once an hour for
+// the account, whoever asks.
+func offerReads(f *stripefake.Server) int {
+	return f.Calls("GET /v1/prices/{id}") + f.Calls("GET /v1/products/{id}")
+}
+
+// visitorCalls are the other calls: those a visitor's request made.
+func visitorCalls(f *stripefake.Server) int { return f.Calls("") - offerReads(f) }
+
+const nbsp = "\u00a0"
+
+func TestMoneyInEachLanguage(t *testing.T) {
+	for _, tc := range []struct {
+		amount   int64
+		currency string
+		lang     string
+		want     string
+	}{
+		{500, "usd", "en", "$5.00"},
+		{500, "usd", "id", "US$5,00"},
+		{5000000, "idr", "id", "Rp" + nbsp + "50.000"},
+		{5000000, "IDR", "en", "Rp" + nbsp + "50,000"},
+		{5000050, "idr", "id", "Rp" + nbsp + "50.000,50"},
+		{123456789, "eur", "id", "€1.234.567,89"},
+		{123456789, "eur", "en", "€1,234,567.89"},
+		{1000, "jpy", "en", "¥1,000"},
+		{1000, "jpy", "id", "JP¥1.000"},
+		{12345, "bhd", "en", "BHD" + nbsp + "12.345"},
+		{150000, "chf", "en", "CHF" + nbsp + "1,500.00"},
+		{7, "usd", "en", "$0.07"},
+		{99900, "gbp", "fr", "£999.00"}, // a language without separators of its own: English's
+	} {
+		if got := money(tc.amount, tc.currency, tc.lang); got != tc.want {
+			t.Errorf("money(%d, %s, %s) = %q, want %q", tc.amount, tc.currency, tc.lang, got, tc.want)
+		}
+	}
+}
+
+func TestOfferWords(t *testing.T) {
+	monthly := &offer{name: "Premium", amount: 500, currency: "usd", interval: "month", intervalCount: 1}
+	quarterly := &offer{name: "Premium", amount: 5000000, currency: "idr", interval: "month", intervalCount: 3}
+	tiered := &offer{name: "Metered", currency: "usd", interval: "month"}
+	for _, tc := range []struct {
+		o                    *offer
+		lang                 string
+		trial                int
+		price, trialSentence string
+	}{
+		{monthly, "en", 0, "$5.00 / month", ""},
+		{monthly, "en", 7, "$5.00 / month", "7 days free, then $5.00 / month"},
+		{monthly, "en", 1, "$5.00 / month", "1 day free, then $5.00 / month"},
+		{quarterly, "id", 0, "Rp" + nbsp + "50.000 / 3 bulan", ""},
+		{quarterly, "id", 14, "Rp" + nbsp + "50.000 / 3 bulan", "Gratis 14 hari, lalu Rp" + nbsp + "50.000 / 3 bulan"},
+		{&offer{amount: 5000000, currency: "idr", interval: "month"}, "id", 0, "Rp" + nbsp + "50.000 / bulan", ""},
+		{&offer{amount: 6000, currency: "usd", interval: "year", intervalCount: 2}, "en", 0, "$60.00 / 2 years", ""},
+		{tiered, "en", 7, "", ""}, // no single amount: no price, and no trial sentence without one
+	} {
+		w := tc.o.words(pageStrings[tc.lang], tc.lang, tc.trial)
+		if w.price != tc.price || w.trial != tc.trialSentence || w.product != tc.o.name {
+			t.Errorf("%+v in %s, trial %d: %+v, want %q and %q", *tc.o, tc.lang, tc.trial, w, tc.price, tc.trialSentence)
+		}
+	}
+}
+
+// The page names the site, the product and its price in the visitor's
+// language, with the trial a new visitor would get; a program reads the
+// same in the problem document. Provision asked Stripe nothing, and the
+// price was read once for every page.
+func TestThePageSellsTheProductAtItsPrice(t *testing.T) {
+	w := newWorld(t, func(h *Handler) {
+		h.TrialDays = 7
+		h.PublicURL = ""
+		h.SiteName = "The Reserved Code"
+		h.Benefits = []string{"Every article, & the archive", "A new essay each week"}
+	})
+	if n := w.fake.Calls(""); n != 0 {
+		t.Fatalf("Provision made %d Stripe calls, want none", n)
+	}
+	c := w.browser()
+	resp := w.get(c, "/premium/a", "Accept", "text/html")
+	body := bodyOf(resp)
+	if resp.StatusCode != http.StatusPaymentRequired {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	for _, want := range []string{
+		`<p id="site" class="site"><span>The Reserved Code</span></p>`,
+		`<p id="product" class="product">Premium</p>`,
+		`<p id="price" class="price">7 days free, then $5.00 / month</p>`,
+		`<li>Every article, &amp; the archive</li>`,
+		`<title>Subscription required (402 Payment required) · The Reserved Code</title>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page lacks %s:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, `class="status"`) || strings.Contains(body, "<h1>402") {
+		t.Error("the status is still the page's headline")
+	}
+
+	resp = w.get(c, "/premium/b", "Accept", "text/html", "Accept-Language", "id")
+	if body := bodyOf(resp); !strings.Contains(body, `<p id="price" class="price">Gratis 7 hari, lalu US$5,00 / bulan</p>`) {
+		t.Errorf("the Indonesian page's price:\n%s", body)
+	}
+
+	_, p := w.problem(c, "/premium/c")
+	o, _ := p["offer"].(map[string]any)
+	want := map[string]any{"site": "The Reserved Code", "product": "Premium", "amount": 500.0, "currency": "usd",
+		"interval": "month", "interval_count": 1.0, "trial_days": 7.0, "price": "$5.00 / month", "trial": "7 days free, then $5.00 / month"}
+	if got, _ := json.Marshal(o); string(got) != string(mustMarshal(t, want)) {
+		t.Errorf("problem offer %s, want %s", got, mustMarshal(t, want))
+	}
+	if n := offerReads(w.fake); n != 1 {
+		t.Errorf("three pages read the price %d times, want once", n)
+	}
+	if n := w.fake.Calls("GET /v1/prices/{id}"); n != 1 {
+		t.Errorf("the price was read with %d calls to /v1/prices, want 1 (with its product expanded)", n)
+	}
+}
+
+func mustMarshal(t *testing.T, v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A product's default price is what its checkout sells and its page shows;
+// when the product changes at Stripe (product.updated), both follow.
+func TestAProductsDefaultPriceFollowsItsWebhook(t *testing.T) {
+	w := newWorld(t, func(h *Handler) { h.Prices = nil; h.Products = []string{"prod_demo"} })
+	w.fake.AddPrice(stripefake.Price{ID: "price_yearly", Product: "prod_demo", ProductName: "Premium", UnitAmount: 5000, Interval: "year"})
+	c := w.browser()
+	if body := bodyOf(w.get(c, "/premium/a", "Accept", "text/html")); !strings.Contains(body, "$5.00 / month") {
+		t.Fatalf("the page before the change:\n%s", body)
+	}
+	if err := w.fake.UpdateProduct("prod_demo", "Premium Yearly", "price_yearly"); err != nil {
+		t.Fatal(err)
+	}
+	w.fake.WaitDeliveries()
+	// The next page shows what it has while the product is read again.
+	reads := offerReads(w.fake)
+	w.get(c, "/premium/a", "Accept", "text/html")
+	w.h.account.reads.Wait()
+	if n := offerReads(w.fake) - reads; n != 1 {
+		t.Errorf("product.updated made %d reads of the product, want 1", n)
+	}
+	body := bodyOf(w.get(c, "/premium/a", "Accept", "text/html"))
+	if !strings.Contains(body, "$50.00 / year") || !strings.Contains(body, ">Premium Yearly<") {
+		t.Errorf("the page after product.updated:\n%s", body)
+	}
+	// The checkout sells the new default.
+	w.subscribe(c, "/premium/a")
+	sessions := w.fake.Sessions()
+	if got := sessions[len(sessions)-1].Price; got != "price_yearly" {
+		t.Errorf("the checkout after product.updated sells %s, want price_yearly", got)
+	}
+}
+
+// A price Stripe cannot give shows the page without it, never an error,
+// and is not asked for again for a minute; a copy an hour old is read
+// again while the page keeps showing it.
+func TestThePriceIsReadHourlyAndAFailureCostsNothingForAMinute(t *testing.T) {
+	w := newWorld(t)
+	c := w.browser()
+	page := func() string {
+		t.Helper()
+		resp := w.get(c, "/premium/a", "Accept", "text/html")
+		if resp.StatusCode != http.StatusPaymentRequired {
+			t.Fatalf("status %d, want 402 whatever happened to the price", resp.StatusCode)
+		}
+		w.h.account.reads.Wait()
+		return bodyOf(resp)
+	}
+	w.fake.SetOutageFor("GET /v1/prices/{id}", stripefake.OutageErrors)
+	if body := page(); strings.Contains(body, `id="price"`) || strings.Contains(body, `id="product"`) || !strings.Contains(body, `id="subscribe"`) {
+		t.Errorf("the page while the price cannot be read:\n%s", body)
+	}
+	reads := offerReads(w.fake)
+	w.clock.Advance(offerRetry - time.Second)
+	page()
+	if n := offerReads(w.fake) - reads; n != 0 {
+		t.Errorf("%d reads of the price within a minute of a failure, want 0", n)
+	}
+	if w.h.account.down(now().UnixNano()) {
+		t.Error("a failed read of the price took Stripe for down")
+	}
+
+	w.fake.SetOutageFor("GET /v1/prices/{id}", stripefake.OutageNone)
+	w.clock.Advance(2 * time.Second)
+	if body := page(); !strings.Contains(body, "$5.00 / month") {
+		t.Errorf("the page a minute after the failure:\n%s", body)
+	}
+	reads = offerReads(w.fake)
+	w.clock.Advance(offerRefresh - time.Second)
+	page()
+	if n := offerReads(w.fake) - reads; n != 0 {
+		t.Errorf("%d reads of the price within the hour, want 0", n)
+	}
+	w.clock.Advance(2 * time.Second)
+	page()
+	if n := offerReads(w.fake) - reads; n != 1 {
+		t.Errorf("%d reads of the price after the hour, want 1", n)
+	}
+	// A failed hourly read keeps what the page knew.
+	w.clock.Advance(offerRefresh)
+	w.fake.SetOutageFor("GET /v1/prices/{id}", stripefake.OutageErrors)
+	page()
+	if body := page(); !strings.Contains(body, "$5.00 / month") {
+		t.Errorf("a failed hourly read lost the price the page knew:\n%s", body)
+	}
+}
+
+// A Stripe that never answers the price holds no page: it is shown without
+// the price while the read goes on.
+func TestAHungPriceReadHoldsNoPage(t *testing.T) {
+	w := newWorld(t)
+	w.fake.SetOutageFor("GET /v1/prices/{id}", stripefake.OutageHang)
+	resp := w.get(w.browser(), "/premium/a", "Accept", "text/html")
+	if body := bodyOf(resp); resp.StatusCode != http.StatusPaymentRequired || strings.Contains(body, `id="price"`) {
+		t.Errorf("the page while the price read hangs: %d\n%s", resp.StatusCode, body)
+	}
+	// The read is still waiting (the fake holds it until the world ends).
+	a := w.h.account
+	a.offersMu.Lock()
+	cell := a.offers[testPrice]
+	a.offersMu.Unlock()
+	cell.mu.Lock()
+	flying := cell.flight != nil
+	cell.mu.Unlock()
+	if !flying {
+		t.Error("the page waited for the hung read to end")
+	}
+	w.fake.SetOutageFor("GET /v1/prices/{id}", stripefake.OutageNone)
+}
+
+// One trial per customer: a known customer who had one is not offered
+// another on the page (nor given one at checkout, see hadTrial); and
+// "Already subscribed?" is for visitors this site does not know, never
+// beside "Subscribe again".
+func TestALapsedSubscriberIsOfferedToSubscribeAgainOnly(t *testing.T) {
+	w := newWorld(t, func(h *Handler) { h.TrialDays = 7 })
+	cus, sub, c := w.subscriber("trialing")
+	if resp := w.get(c, "/premium/a"); resp.StatusCode != 200 {
+		t.Fatalf("a trialing subscriber: %d", resp.StatusCode)
+	}
+	if err := w.fake.CancelSubscription(sub); err != nil {
+		t.Fatal(err)
+	}
+	w.fake.WaitDeliveries()
+	w.h.account.invalidate(cus)
+	body := bodyOf(w.get(c, "/premium/a", "Accept", "text/html"))
+	if !strings.Contains(body, `data-reason="`) || strings.Contains(body, `data-reason="no_subscription"`) {
+		t.Fatalf("the lapsed subscriber's page:\n%s", body)
+	}
+	if !strings.Contains(body, `<p id="price" class="price">$5.00 / month</p>`) || strings.Contains(body, "days free") {
+		t.Errorf("a customer who had a trial is offered another:\n%s", body)
+	}
+	for _, help := range []string{`id="other-device"`, `id="signin"`} {
+		if strings.Contains(body, help) {
+			t.Errorf("the lapsed subscriber's page has %s beside subscribing again", help)
+		}
+	}
+
+	anon := bodyOf(w.get(w.browser(), "/premium/a", "Accept", "text/html"))
+	if !strings.Contains(anon, "7 days free, then $5.00 / month") || !strings.Contains(anon, `id="other-device"`) {
+		t.Errorf("a new visitor's page lacks the trial or the help for subscribers on another device:\n%s", anon)
+	}
+}
+
+// site_name, logo and benefits reach the page, escaped; a logo opens the
+// page's policy to images from this site, and only then.
+func TestTheSiteLogoAndBenefits(t *testing.T) {
+	w := newWorld(t, func(h *Handler) {
+		h.Logo = "/img/logo.svg"
+		h.PublicURL = "https://news.example"
+		h.Benefits = []string{`<script>alert(1)</script>`}
+	})
+	resp := w.get(w.browser(), "/premium/a", "Accept", "text/html")
+	body := bodyOf(resp)
+	for _, want := range []string{
+		`<p id="site" class="site"><img src="/img/logo.svg" alt="" height="28"><span>news.example</span></p>`,
+		`<li>&lt;script&gt;alert(1)&lt;/script&gt;</li>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page lacks %s:\n%s", want, body)
+		}
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "img-src 'self' data:") || strings.Contains(csp, "script-src") {
+		t.Errorf("CSP with a logo: %s", csp)
+	}
+	plain := newWorld(t)
+	if csp := plain.get(plain.browser(), "/premium/a").Header.Get("Content-Security-Policy"); csp != builtinPageCSP {
+		t.Errorf("CSP without a logo: %s", csp)
+	}
+}
+
+func TestSiteOptionsThatCannotBeShown(t *testing.T) {
+	long := strings.Repeat("x", maxBenefitLine+1)
+	for _, tc := range []struct {
+		name string
+		set  func(*Handler)
+		want string
+	}{
+		{"logo on another site", func(h *Handler) { h.Logo = "https://cdn.example/logo.png" }, "logo"},
+		{"logo protocol-relative", func(h *Handler) { h.Logo = "//cdn.example/logo.png" }, "logo"},
+		{"logo URL without public_url", func(h *Handler) { h.Logo = "https://news.example/logo.png"; h.PublicURL = "" }, "logo"},
+		{"logo javascript", func(h *Handler) { h.Logo = "javascript:alert(1)" }, "logo"},
+		{"nine benefits", func(h *Handler) { h.Benefits = make([]string, 9) }, "benefits"},
+		{"a long benefit", func(h *Handler) { h.Benefits = []string{long} }, "benefits: line 1"},
+		{"an empty benefit", func(h *Handler) { h.Benefits = []string{"ok", " "} }, "benefits: line 2"},
+		{"site_name on two lines", func(h *Handler) { h.SiteName = "News\nDaily" }, "site_name"},
+		{"a long site_name", func(h *Handler) { h.SiteName = strings.Repeat("n", maxSiteName+1) }, "site_name"},
+	} {
+		h := &Handler{
+			SecretKey: "{env.PAYWALL_TEST_SECRET_KEY}", Prices: []string{testPrice},
+			CookieSecret: "{env.PAYWALL_TEST_COOKIE_SECRET}", PublicURL: "https://news.example",
+		}
+		tc.set(h)
+		err := h.Provision(moduleTestContext(t))
+		if err == nil {
+			err = h.Validate()
+			_ = h.Cleanup()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error naming %s", tc.name, err, tc.want)
+		}
+	}
+	h := &Handler{SecretKey: "{env.PAYWALL_TEST_SECRET_KEY}", Prices: []string{testPrice}, CookieSecret: "{env.PAYWALL_TEST_COOKIE_SECRET}",
+		PublicURL: "https://News.Example", Logo: "https://news.example/logo.png"}
+	if err := h.Provision(moduleTestContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Cleanup()
+	if err := h.Validate(); err != nil {
+		t.Errorf("a logo on public_url: %v", err)
+	}
+}
+
+func TestBenefitsInTheCaddyfile(t *testing.T) {
+	h, err := parseTestCaddyfile(`paywall {
+		secret_key {env.STRIPE_SECRET_KEY}
+		price price_123
+		site_name "The Reserved Code"
+		logo /logo.svg
+		benefits {
+			Every article, and the archive
+			"A new essay   each week"
+		}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.SiteName != "The Reserved Code" || h.Logo != "/logo.svg" ||
+		strings.Join(h.Benefits, "|") != "Every article, and the archive|A new essay   each week" {
+		t.Errorf("parsed %q %q %q", h.SiteName, h.Logo, h.Benefits)
+	}
+	for _, tc := range []struct{ input, want string }{
+		{"benefits", "benefits: give one line"},
+		{"benefits {\n}", "benefits: give one line"},
+		{"benefits {\n a\n b\n c\n d\n e\n f\n g\n h\n i\n}", "benefits: at most 8"},
+		{"site_name", "site_name"},
+		{"logo /a.svg /b.svg", "logo: too many arguments"},
+	} {
+		_, err := parseTestCaddyfile("paywall {\nsecret_key {env.K}\nprice price_1\n" + tc.input + "\n}")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.input, err, tc.want)
+		}
+	}
+}
+
+// price.updated and product.updated mark the offer for a read here and,
+// through Redis, on the other instances; other events leave it alone.
+func TestOfferWebhooksAndTheirNews(t *testing.T) {
+	redis := startRedis(t)
+	a := newWorld(t, withRedis(redis.Addr()))
+	b := a.sibling(withRedis(redis.Addr()))
+	c := a.browser()
+	for _, w := range []*world{a, b} {
+		if body := bodyOf(w.get(c, "/premium/a", "Accept", "text/html")); !strings.Contains(body, "$5.00 / month") {
+			t.Fatalf("no price on the page:\n%s", body)
+		}
+	}
+	b.listening()
+	stale := func(w *world) bool {
+		w.h.account.offersMu.Lock()
+		defer w.h.account.offersMu.Unlock()
+		cell := w.h.account.offers[testPrice]
+		cell.mu.Lock()
+		defer cell.mu.Unlock()
+		return cell.stale
+	}
+	for _, tc := range []struct {
+		event, object, id string
+		want              bool
+	}{
+		{"price.updated", "price", "price_other", false},
+		{"product.updated", "product", "prod_other", false},
+		{"customer.updated", "product", "prod_demo", false},
+		{"product.updated", "product", "prod_demo", true},
+	} {
+		body := []byte(`{"id":"evt_` + strings.ReplaceAll(tc.id, "_", "") + strings.ReplaceAll(tc.event, ".", "") + `","type":"` + tc.event +
+			`","data":{"object":{"id":"` + tc.id + `","object":"` + tc.object + `"}}}`)
+		if status := a.postWebhook(body, a.signed(body, now(), hookSecret)); status != 200 {
+			t.Fatalf("%s: %d", tc.event, status)
+		}
+		if got := stale(a); got != tc.want {
+			t.Errorf("%s of %s: marked stale %v, want %v", tc.event, tc.id, got, tc.want)
+		}
+	}
+	eventually(t, 10*time.Second, "the other instance hears of the product", func() bool { return stale(b) })
+}
+
+// With refusals handle_errors, the site's own error page reads what the
+// built-in page would show, in the visitor's language.
+func TestHandleErrorsPlaceholdersNameTheOffer(t *testing.T) {
+	w := newWorld(t, func(h *Handler) { h.Refusals = refusalsHandleErrors; h.TrialDays = 7 })
+	repl := caddy.NewReplacer()
+	r := httptest.NewRequest(http.MethodGet, "/premium/a", nil)
+	r.Header.Set("Accept-Language", "id")
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+	err := w.h.ServeHTTP(httptest.NewRecorder(), r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+	var he caddyhttp.HandlerError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusPaymentRequired {
+		t.Fatalf("refusal: %v", err)
+	}
+	for k, want := range map[string]string{
+		"http.paywall.product": "Premium",
+		"http.paywall.price":   "US$5,00 / bulan",
+		"http.paywall.trial":   "Gratis 7 hari, lalu US$5,00 / bulan",
+	} {
+		if got, _ := repl.GetString(k); got != want {
+			t.Errorf("{%s} = %q, want %q", k, got, want)
+		}
+	}
+}
