@@ -66,6 +66,14 @@ func TestBrowser(t *testing.T) {
 			waitReason("free_views_used"))
 		b.wantLocation(article)
 		b.shot("paywall")
+		// The page sells: the site, its logo (under the page's CSP), the
+		// product and its price as Stripe has them, the benefits.
+		b.wantText("#site", "The Reserved Code")
+		b.wantImage("#site img")
+		b.wantText("#product", stripefake.DefaultPrice.ProductName)
+		b.wantText("#price", "$5.00 / month")
+		b.wantText("#benefits li", "Every members' article, and the archive")
+		b.wantOnlyFrom(d.site)
 
 		b.do("subscribe", chromedp.Click(chromedp.CSS("#subscribe")), chromedp.WaitVisible(chromedp.CSS("#pay")))
 		b.wantHost(d.sandbox)
@@ -314,6 +322,7 @@ func TestBrowser(t *testing.T) {
 		}
 		b.do("wait for the paywall's page", waitReason("free_views_used"))
 		b.shot("paywall-id")
+		b.wantText("#price", "US$5,00 / bulan")
 		if h1, err := run(b, chromedp.Text(chromedp.CSS("main#paywall h1"))); err != nil || h1 != "Anda sudah membaca 2 artikel gratis" {
 			t.Errorf("the 402 page's heading is %q (%v), want \"Anda sudah membaca 2 artikel gratis\"", h1, err)
 		}
@@ -386,6 +395,17 @@ func (b *browser) readFree(pages ...string) {
 			b.t.Fatalf("%s answers %d, want 200: one of the free articles (free_views 2 per 30d; free_views_per_ip bounds the whole test's)", u, res.Status)
 		}
 		b.do("read "+u+" free", chromedp.WaitVisible(chromedp.CSS("#premium-content")))
+	}
+}
+
+// wantText fails unless the first element sel names reads want (a no-break
+// space read as a space).
+func (b *browser) wantText(sel, want string) {
+	b.t.Helper()
+	got, err := run(b, chromedp.Text(chromedp.CSS(sel)))
+	if got = strings.TrimSpace(strings.ReplaceAll(got, "\u00a0", " ")); err != nil || got != want {
+		b.shot("failed")
+		b.t.Errorf("%s reads %q (%v), want %q", sel, got, err, want)
 	}
 }
 
