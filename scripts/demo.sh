@@ -182,7 +182,8 @@ cat <<WALK
   1. Open both articles: they open, as your 2 free articles (for 30
      days, in this browser). Open a third members' page (Members): the
      paywall answers 402 Payment Required, "You have read your 2 free
-     articles". (A private window starts with 2 new free articles.)
+     articles", and sells: Premium, \$5.00 / month, read from the sandbox.
+     (A private window starts with 2 new free articles.)
   2. Click Subscribe: you are on the sandbox's checkout page.
   3. Pay with 4242 4242 4242 4242 (any email): back on the page,
      which now opens, as every article does. (4000 0000 0000 0002 is
