@@ -152,6 +152,10 @@ func TestAProductsDefaultPriceFollowsItsWebhook(t *testing.T) {
 	if body := bodyOf(w.get(c, "/premium/a", "Accept", "text/html")); !strings.Contains(body, "$5.00 / month") {
 		t.Fatalf("the page before the change:\n%s", body)
 	}
+	// A checkout before the change sells the default of then.
+	if got := w.startPaid(w.browser(), "/premium/a").Price; got != testPrice {
+		t.Fatalf("the checkout before product.updated sells %s, want %s", got, testPrice)
+	}
 	if err := w.fake.UpdateProduct("prod_demo", "Premium Yearly", "price_yearly"); err != nil {
 		t.Fatal(err)
 	}
@@ -169,8 +173,7 @@ func TestAProductsDefaultPriceFollowsItsWebhook(t *testing.T) {
 	}
 	// The checkout sells the new default.
 	w.subscribe(c, "/premium/a")
-	sessions := w.fake.Sessions()
-	if got := sessions[len(sessions)-1].Price; got != "price_yearly" {
+	if got := w.fake.Sessions()[0].Price; got != "price_yearly" { // newest first
 		t.Errorf("the checkout after product.updated sells %s, want price_yearly", got)
 	}
 }
