@@ -29,7 +29,7 @@ import (
 // its stylesheet and Content-Security-Policy.
 var keysPage = template.Must(template.New("keys.html").
 	Option("missingkey=error").
-	Funcs(template.FuncMap{"css": func() template.CSS { return template.CSS(pageCSS) }}).
+	Funcs(pageFuncs).
 	ParseFS(templateFS, "templates/keys.html", "templates/page.html")) // page.html's "head"
 
 // keysPageData is what templates/keys.html is executed with.

@@ -185,6 +185,10 @@ func (o *offer) words(strs map[string]string, lang string, trialDays int) offerW
 	return w
 }
 
+// together keeps a price and its interval on one line of the page:
+// "$5.00 / month" wraps before or after it, never at its slash.
+func together(s string) string { return strings.ReplaceAll(s, " / ", "\u00a0/\u00a0") }
+
 // intervalWords names an interval in a language: "month", "3 months".
 func intervalWords(strs map[string]string, interval string, count int64) string {
 	if count <= 1 {

@@ -27,6 +27,12 @@ func visitorCalls(f *stripefake.Server) int { return f.Calls("") - offerReads(f)
 
 const nbsp = "\u00a0"
 
+// pageOf is a page's body with its prices' slashes written as spaces: the
+// page keeps "$5.00 / month" on one line with no-break spaces (together).
+func pageOf(resp *http.Response) string {
+	return strings.ReplaceAll(bodyOf(resp), nbsp+"/"+nbsp, " / ")
+}
+
 func TestMoneyInEachLanguage(t *testing.T) {
 	for _, tc := range []struct {
 		amount   int64
@@ -96,7 +102,10 @@ func TestThePageSellsTheProductAtItsPrice(t *testing.T) {
 	}
 	c := w.browser()
 	resp := w.get(c, "/premium/a", "Accept", "text/html")
-	body := bodyOf(resp)
+	if raw := bodyOf(resp); !strings.Contains(raw, "then $5.00"+nbsp+"/"+nbsp+"month</p>") {
+		t.Errorf("the price can wrap at its slash:\n%s", raw)
+	}
+	body := pageOf(resp)
 	if resp.StatusCode != http.StatusPaymentRequired {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
@@ -116,7 +125,7 @@ func TestThePageSellsTheProductAtItsPrice(t *testing.T) {
 	}
 
 	resp = w.get(c, "/premium/b", "Accept", "text/html", "Accept-Language", "id")
-	if body := bodyOf(resp); !strings.Contains(body, `<p id="price" class="price">Gratis 7 hari, lalu US$5,00 / bulan</p>`) {
+	if body := pageOf(resp); !strings.Contains(body, `<p id="price" class="price">Gratis 7 hari, lalu US$5,00 / bulan</p>`) {
 		t.Errorf("the Indonesian page's price:\n%s", body)
 	}
 
@@ -149,7 +158,7 @@ func TestAProductsDefaultPriceFollowsItsWebhook(t *testing.T) {
 	w := newWorld(t, func(h *Handler) { h.Prices = nil; h.Products = []string{"prod_demo"} })
 	w.fake.AddPrice(stripefake.Price{ID: "price_yearly", Product: "prod_demo", ProductName: "Premium", UnitAmount: 5000, Interval: "year"})
 	c := w.browser()
-	if body := bodyOf(w.get(c, "/premium/a", "Accept", "text/html")); !strings.Contains(body, "$5.00 / month") {
+	if body := pageOf(w.get(c, "/premium/a", "Accept", "text/html")); !strings.Contains(body, "$5.00 / month") {
 		t.Fatalf("the page before the change:\n%s", body)
 	}
 	// A checkout before the change sells the default of then.
@@ -167,7 +176,7 @@ func TestAProductsDefaultPriceFollowsItsWebhook(t *testing.T) {
 	if n := offerReads(w.fake) - reads; n != 1 {
 		t.Errorf("product.updated made %d reads of the product, want 1", n)
 	}
-	body := bodyOf(w.get(c, "/premium/a", "Accept", "text/html"))
+	body := pageOf(w.get(c, "/premium/a", "Accept", "text/html"))
 	if !strings.Contains(body, "$50.00 / year") || !strings.Contains(body, ">Premium Yearly<") {
 		t.Errorf("the page after product.updated:\n%s", body)
 	}
@@ -191,7 +200,7 @@ func TestThePriceIsReadHourlyAndAFailureCostsNothingForAMinute(t *testing.T) {
 			t.Fatalf("status %d, want 402 whatever happened to the price", resp.StatusCode)
 		}
 		w.h.account.reads.Wait()
-		return bodyOf(resp)
+		return pageOf(resp)
 	}
 	w.fake.SetOutageFor("GET /v1/prices/{id}", stripefake.OutageErrors)
 	if body := page(); strings.Contains(body, `id="price"`) || strings.Contains(body, `id="product"`) || !strings.Contains(body, `id="subscribe"`) {
@@ -238,7 +247,7 @@ func TestAHungPriceReadHoldsNoPage(t *testing.T) {
 	w := newWorld(t)
 	w.fake.SetOutageFor("GET /v1/prices/{id}", stripefake.OutageHang)
 	resp := w.get(w.browser(), "/premium/a", "Accept", "text/html")
-	if body := bodyOf(resp); resp.StatusCode != http.StatusPaymentRequired || strings.Contains(body, `id="price"`) {
+	if body := pageOf(resp); resp.StatusCode != http.StatusPaymentRequired || strings.Contains(body, `id="price"`) {
 		t.Errorf("the page while the price read hangs: %d\n%s", resp.StatusCode, body)
 	}
 	// The read is still waiting (the fake holds it until the world ends).
@@ -270,7 +279,7 @@ func TestALapsedSubscriberIsOfferedToSubscribeAgainOnly(t *testing.T) {
 	}
 	w.fake.WaitDeliveries()
 	w.h.account.invalidate(cus)
-	body := bodyOf(w.get(c, "/premium/a", "Accept", "text/html"))
+	body := pageOf(w.get(c, "/premium/a", "Accept", "text/html"))
 	if !strings.Contains(body, `data-reason="`) || strings.Contains(body, `data-reason="no_subscription"`) {
 		t.Fatalf("the lapsed subscriber's page:\n%s", body)
 	}
@@ -283,7 +292,7 @@ func TestALapsedSubscriberIsOfferedToSubscribeAgainOnly(t *testing.T) {
 		}
 	}
 
-	anon := bodyOf(w.get(w.browser(), "/premium/a", "Accept", "text/html"))
+	anon := pageOf(w.get(w.browser(), "/premium/a", "Accept", "text/html"))
 	if !strings.Contains(anon, "7 days free, then $5.00 / month") || !strings.Contains(anon, `id="other-device"`) {
 		t.Errorf("a new visitor's page lacks the trial or the help for subscribers on another device:\n%s", anon)
 	}
@@ -298,7 +307,7 @@ func TestTheSiteLogoAndBenefits(t *testing.T) {
 		h.Benefits = []string{`<script>alert(1)</script>`}
 	})
 	resp := w.get(w.browser(), "/premium/a", "Accept", "text/html")
-	body := bodyOf(resp)
+	body := pageOf(resp)
 	for _, want := range []string{
 		`<p id="site" class="site"><img src="/img/logo.svg" alt="" height="28"><span>news.example</span></p>`,
 		`<li>&lt;script&gt;alert(1)&lt;/script&gt;</li>`,
@@ -398,7 +407,7 @@ func TestOfferWebhooksAndTheirNews(t *testing.T) {
 	b := a.sibling(withRedis(redis.Addr()))
 	c := a.browser()
 	for _, w := range []*world{a, b} {
-		if body := bodyOf(w.get(c, "/premium/a", "Accept", "text/html")); !strings.Contains(body, "$5.00 / month") {
+		if body := pageOf(w.get(c, "/premium/a", "Accept", "text/html")); !strings.Contains(body, "$5.00 / month") {
 			t.Fatalf("no price on the page:\n%s", body)
 		}
 	}

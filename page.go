@@ -125,10 +125,14 @@ var (
 	// pageCSS is the built-in page's stylesheet, inlined into its <style>.
 	pageCSS = mustRead("templates/page.css")
 
+	// pageFuncs are the built-in pages' functions: their stylesheet, and
+	// a price kept on one line.
+	pageFuncs = template.FuncMap{"css": func() template.CSS { return template.CSS(pageCSS) }, "together": together}
+
 	// builtinPage is the built-in 402 page, parsed once.
 	builtinPage = template.Must(template.New("page.html").
 			Option("missingkey=error").
-			Funcs(template.FuncMap{"css": func() template.CSS { return template.CSS(pageCSS) }}).
+			Funcs(pageFuncs).
 			ParseFS(templateFS, "templates/page.html"))
 
 	// builtinPageCSP allows the built-in page exactly its own inline
