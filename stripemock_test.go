@@ -155,24 +155,17 @@ func TestStripeClientAgainstStripeMock(t *testing.T) {
 
 	// What the page sells, in one call each: stripe-mock accepts the
 	// expansions and answers with the objects expanded.
-	t.Run("offer of a price", func(t *testing.T) {
-		o, err := c.offer(ctx, "price_stripemock")
-		if err != nil {
-			t.Fatalf("offer: %v", err)
-		}
-		if !strings.HasPrefix(o.price, "price_") || !strings.HasPrefix(o.product, "prod_") || o.name == "" || o.currency == "" {
-			t.Errorf("offer of a price: %+v", o)
-		}
-	})
-	t.Run("offer of a product", func(t *testing.T) {
-		o, err := c.offer(ctx, "prod_stripemock")
-		if err != nil {
-			t.Fatalf("offer: %v", err)
-		}
-		if !strings.HasPrefix(o.price, "price_") || !strings.HasPrefix(o.product, "prod_") || o.name == "" || o.currency == "" {
-			t.Errorf("offer of a product: %+v", o)
-		}
-	})
+	for _, id := range []string{"price_stripemock", "prod_stripemock"} {
+		t.Run("offer of "+id, func(t *testing.T) {
+			o, err := c.offer(ctx, id)
+			if err != nil {
+				t.Fatalf("offer: %v", err)
+			}
+			if !strings.HasPrefix(o.price, "price_") || !strings.HasPrefix(o.product, "prod_") || o.name == "" || o.currency == "" {
+				t.Errorf("offer of %s: %+v", id, o)
+			}
+		})
+	}
 
 	t.Run("stripe-mock refuses a malformed request", func(t *testing.T) {
 		// Without this, the passes above would prove nothing.

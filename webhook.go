@@ -213,22 +213,7 @@ func eventOffer(ev *webhookEvent) string {
 
 // validOfferID: a price (or legacy plan) or product ID as Stripe writes them.
 func validOfferID(id string) bool {
-	rest, ok := strings.CutPrefix(id, "price_")
-	if !ok {
-		if rest, ok = strings.CutPrefix(id, "prod_"); !ok {
-			rest, ok = strings.CutPrefix(id, "plan_")
-		}
-	}
-	if !ok || rest == "" || len(id) > 255 {
-		return false
-	}
-	for i := 0; i < len(rest); i++ {
-		c := rest[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
+	return validStripeID(id, "price_") || validStripeID(id, "prod_") || validStripeID(id, "plan_")
 }
 
 // customerField reads a customer that is either an ID or an expanded object.
