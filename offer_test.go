@@ -12,6 +12,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-paywall/paywall/internal/stripefake"
 )
@@ -462,5 +465,27 @@ func TestHandleErrorsPlaceholdersNameTheOffer(t *testing.T) {
 		if got, _ := repl.GetString(k); got != want {
 			t.Errorf("{%s} = %q, want %q", k, got, want)
 		}
+	}
+}
+
+// A restricted key that may not read prices shows the page without the
+// price, and the log says, once, which permissions to give it.
+func TestARestrictedKeyWithoutPricesReadIsToldWhatToGive(t *testing.T) {
+	w := newWorld(t)
+	core, logs := observer.New(zapcore.WarnLevel)
+	w.h.logger = zap.New(core)
+	w.fake.SetPermissionDenied("GET /v1/prices/{id}", "rak_price_read")
+	for range 3 {
+		if body := pageOf(w.get(w.browser(), "/premium/a", "Accept", "text/html")); strings.Contains(body, `id="price"`) {
+			t.Errorf("a price on the page that cannot read it:\n%s", body)
+		}
+	}
+	w.h.account.reads.Wait()
+	lines := logs.FilterMessageSnippet("Prices: read and Products: read").All()
+	if len(lines) != 1 || logs.Len() != 1 {
+		t.Errorf("log: %d lines naming the permissions, %d in all, want 1: %v", len(lines), logs.Len(), logs.All())
+	}
+	if w.h.account.down(now().UnixNano()) {
+		t.Error("a missing permission took Stripe for down")
 	}
 }
