@@ -312,9 +312,27 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			//	A new essay each week
 			// }
 			// One line each; or, on the option's line, one argument each.
-			h.Benefits = append(h.Benefits, d.RemainingArgs()...)
+			// A brace that is not quoted would open a block of its
+			// own or close this one early: a line must quote it.
+			brace := func() bool { v := d.Val(); return (v == "{" || v == "}") && !d.Token().Quoted() }
+			for d.NextArg() { // stops before the block's {
+				if brace() {
+					return d.Err("benefits: quote a line that holds { or }")
+				}
+				h.Benefits = append(h.Benefits, d.Val())
+			}
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
-				h.Benefits = append(h.Benefits, strings.Join(append([]string{d.Val()}, d.RemainingArgs()...), " "))
+				line := []string{d.Val()}
+				if brace() {
+					return d.Err("benefits: quote a line that holds { or }")
+				}
+				for d.NextArg() {
+					if brace() {
+						return d.Err("benefits: quote a line that holds { or }")
+					}
+					line = append(line, d.Val())
+				}
+				h.Benefits = append(h.Benefits, strings.Join(line, " "))
 			}
 			if len(h.Benefits) == 0 {
 				return d.Err("benefits: give one line per benefit in its block")

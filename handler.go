@@ -206,16 +206,18 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		repl.Set("http.paywall.signin_url", d.SigninURL)
 		repl.Set("http.paywall.retry_after", d.RetryAfter)
 		// What the site's own error page sells, in the visitor's
-		// language, as the built-in page shows it.
-		if d.CheckoutURL != "" && reason != reasonPaymentFailed {
+		// language, as the built-in page shows it; empty where it
+		// offers nothing, or until the price is known.
+		var words offerWords
+		if status == http.StatusPaymentRequired && d.CheckoutURL != "" && reason != reasonPaymentFailed {
 			if o := h.pageOffer(); o != nil {
 				lang := negotiateLanguage(r.Header.Values("Accept-Language"))
-				words := o.words(pageStrings[lang], lang, d.trialDays)
-				repl.Set("http.paywall.product", words.product)
-				repl.Set("http.paywall.price", words.price)
-				repl.Set("http.paywall.trial", words.trial)
+				words = o.words(pageStrings[lang], lang, d.trialDays)
 			}
 		}
+		repl.Set("http.paywall.product", words.product)
+		repl.Set("http.paywall.price", words.price)
+		repl.Set("http.paywall.trial", words.trial)
 	}
 	if h.apiKeys != nil {
 		repl.Set("http.paywall.keys_url", h.apiKeys.urlAny)

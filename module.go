@@ -313,7 +313,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		// __Host- checkout cookie follow the scheme, whatever its case.
 		h.publicURL = strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host)
 	}
-	h.site = newPageSite(strings.TrimSpace(repl.ReplaceAll(h.SiteName, "")), repl.ReplaceAll(h.Logo, ""), h.Benefits, h.publicURL)
+	benefits := make([]string, len(h.Benefits))
+	for i, b := range h.Benefits {
+		benefits[i] = repl.ReplaceAll(b, "")
+	}
+	h.site = newPageSite(strings.TrimSpace(repl.ReplaceAll(h.SiteName, "")), repl.ReplaceAll(h.Logo, ""), benefits, h.publicURL)
 	h.prices = resolveIDs(repl, h.Prices)
 	h.products = resolveIDs(repl, h.Products)
 

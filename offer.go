@@ -53,6 +53,7 @@ type offerCell struct {
 	readAt  int64         // unix nanos of the read cur came from
 	retryAt int64         // unix nanos: no read before this, after a failure
 	stale   bool          // a webhook said it changed
+	changes uint64        // how many times; a read that began before the last one leaves stale set
 	flight  chan struct{} // closed when the read running now ends
 }
 
@@ -77,7 +78,7 @@ func (h *Handler) offerFor(id string) *offer {
 	if due && c.flight == nil && t >= c.retryAt && !a.down(t) {
 		c.flight = make(chan struct{})
 		a.reads.Add(1)
-		go h.readOffer(id, c, c.flight)
+		go h.readOffer(id, c, c.flight, c.changes)
 	}
 	wait := c.flight
 	c.mu.Unlock()
@@ -95,19 +96,31 @@ func (h *Handler) offerFor(id string) *offer {
 	return c.cur
 }
 
-// readOffer reads the offer of id from Stripe into c and closes done.
-func (h *Handler) readOffer(id string, c *offerCell, done chan struct{}) {
+// readOffer reads the offer of id from Stripe into c and closes done. A
+// change announced while it ran (changes moved on) leaves the copy stale,
+// so that the next page reads it again. A product's default price is what
+// its handlers' checkouts sell from now on.
+func (h *Handler) readOffer(id string, c *offerCell, done chan struct{}, changes uint64) {
 	defer h.account.reads.Done()
 	o, err := h.stripe.offer(context.Background(), id)
 	t := now().UnixNano()
 	c.mu.Lock()
 	if err == nil {
-		c.cur, c.readAt, c.stale = &o, t, false
+		c.cur, c.readAt = &o, t
+		c.stale = c.changes != changes
 	} else {
 		c.retryAt = t + int64(offerRetry)
 	}
+	current := err == nil && !c.stale
 	c.flight = nil
 	c.mu.Unlock()
+	if current && strings.HasPrefix(id, "prod_") {
+		for _, s := range h.account.handlersSnapshot() {
+			if len(s.prices) == 0 && len(s.products) > 0 && s.products[0] == id {
+				s.soldPrice.Store(&o.price)
+			}
+		}
+	}
 	close(done)
 	if err != nil {
 		msg := "stripe: could not read the price the page shows; the page shows none, and asks again in a minute"
@@ -127,8 +140,12 @@ func (a *account) offerChanged(id string) {
 	a.offersMu.Lock()
 	for key, c := range a.offers {
 		c.mu.Lock()
-		if key == id || c.cur != nil && (c.cur.price == id || c.cur.product == id) {
+		// A first read under way may be of what changed: its product
+		// is not known yet, so it is read again too.
+		unknown := c.cur == nil && c.flight != nil
+		if key == id || unknown || c.cur != nil && (c.cur.price == id || c.cur.product == id) {
 			c.stale = true
+			c.changes++
 		}
 		c.mu.Unlock()
 	}
@@ -295,6 +312,7 @@ func set(xs ...string) map[string]bool {
 // gives (site_name, logo, benefits).
 type pageSite struct {
 	name     string
+	named    bool // site_name was given: public_url's host needs no check
 	logo     string
 	benefits []string
 	csp      string // the built-in page's policy: with a logo, images from this site too
@@ -309,15 +327,20 @@ const (
 )
 
 func newPageSite(name, logo string, benefits []string, publicURL string) *pageSite {
+	s := &pageSite{name: name, named: name != "", logo: logo, csp: builtinPageCSP}
 	if name == "" && publicURL != "" {
-		name = siteName(publicURL)
+		s.name = siteName(publicURL)
 	}
-	s := &pageSite{name: name, logo: logo, csp: builtinPageCSP}
 	for _, b := range benefits {
 		s.benefits = append(s.benefits, strings.TrimSpace(b))
 	}
 	if logo != "" {
 		s.csp = builtinPageCSPImages
+		if !strings.HasPrefix(logo, "/") && publicURL != "" {
+			// A logo at public_url's address, for visitors who
+			// reach the site by another name too.
+			s.csp = strings.Replace(builtinPageCSPImages, "img-src 'self'", "img-src 'self' "+publicURL, 1)
+		}
 	}
 	return s
 }
@@ -327,8 +350,11 @@ func (s *pageSite) validate(publicURL string) error {
 	if s == nil {
 		return nil // not provisioned
 	}
-	if n := utf8.RuneCountInString(s.name); n > maxSiteName || !printable(s.name) {
-		return fmt.Errorf("site_name must be at most %d characters on one line (got %d)", maxSiteName, n)
+	if s.named && !printable(s.name) {
+		return errors.New("site_name must be one line of text, without control characters")
+	}
+	if n := utf8.RuneCountInString(s.name); s.named && n > maxSiteName {
+		return fmt.Errorf("site_name must be at most %d characters (got %d)", maxSiteName, n)
 	}
 	if len(s.benefits) > maxBenefits {
 		return fmt.Errorf("benefits: at most %d lines (got %d); a short list reads best", maxBenefits, len(s.benefits))

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -304,16 +306,18 @@ func TestALapsedSubscriberIsOfferedToSubscribeAgainOnly(t *testing.T) {
 // site_name, logo and benefits reach the page, escaped; a logo opens the
 // page's policy to images from this site, and only then.
 func TestTheSiteLogoAndBenefits(t *testing.T) {
+	t.Setenv("PAYWALL_TEST_BENEFIT", "Weekly essays")
 	w := newWorld(t, func(h *Handler) {
 		h.Logo = "/img/logo.svg"
 		h.PublicURL = "https://news.example"
-		h.Benefits = []string{`<script>alert(1)</script>`}
+		h.Benefits = []string{`<script>alert(1)</script>`, "{env.PAYWALL_TEST_BENEFIT}"}
 	})
 	resp := w.get(w.browser(), "/premium/a", "Accept", "text/html")
 	body := pageOf(resp)
 	for _, want := range []string{
 		`<p id="site" class="site"><img src="/img/logo.svg" alt="" height="28"><span>news.example</span></p>`,
 		`<li>&lt;script&gt;alert(1)&lt;/script&gt;</li>`,
+		`<li>Weekly essays</li>`, // placeholders in benefits are replaced
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the page lacks %s:\n%s", want, body)
@@ -368,6 +372,10 @@ func TestSiteOptionsThatCannotBeShown(t *testing.T) {
 	if err := h.Validate(); err != nil {
 		t.Errorf("a logo on public_url: %v", err)
 	}
+	// Visitors who reach the site by another name still load it.
+	if !strings.Contains(h.site.csp, "img-src 'self' https://news.example data:") {
+		t.Errorf("CSP with a logo on public_url: %s", h.site.csp)
+	}
 }
 
 func TestBenefitsInTheCaddyfile(t *testing.T) {
@@ -376,22 +384,26 @@ func TestBenefitsInTheCaddyfile(t *testing.T) {
 		price price_123
 		site_name "The Reserved Code"
 		logo /logo.svg
-		benefits {
+		benefits "On the line" {
 			Every article, and the archive
 			"A new essay   each week"
+			"Braces { } quoted"
 		}
 	}`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if h.SiteName != "The Reserved Code" || h.Logo != "/logo.svg" ||
-		strings.Join(h.Benefits, "|") != "Every article, and the archive|A new essay   each week" {
+		strings.Join(h.Benefits, "|") != "On the line|Every article, and the archive|A new essay   each week|Braces { } quoted" {
 		t.Errorf("parsed %q %q %q", h.SiteName, h.Logo, h.Benefits)
 	}
 	for _, tc := range []struct{ input, want string }{
 		{"benefits", "benefits: give one line"},
 		{"benefits {\n}", "benefits: give one line"},
 		{"benefits {\n a\n b\n c\n d\n e\n f\n g\n h\n i\n}", "benefits: at most 8"},
+		{"benefits {\n a {\n b\n }\n}", "benefits: quote a line that holds { or }"},
+		{"benefits {\n a }\n}\ndry_run", "benefits: quote a line that holds { or }"},
+		{"benefits a }", "benefits: quote a line that holds { or }"},
 		{"site_name", "site_name"},
 		{"logo /a.svg /b.svg", "logo: too many arguments"},
 	} {
@@ -488,4 +500,126 @@ func TestARestrictedKeyWithoutPricesReadIsToldWhatToGive(t *testing.T) {
 	if w.h.account.down(now().UnixNano()) {
 		t.Error("a missing permission took Stripe for down")
 	}
+}
+
+// gatedStripe holds each read of an offer until the test releases it.
+type gatedStripe struct {
+	stripeAPI
+	entered chan struct{}
+	release chan struct{}
+	reads   atomic.Int32
+}
+
+func (g *gatedStripe) offer(ctx context.Context, id string) (offer, error) {
+	g.reads.Add(1)
+	g.entered <- struct{}{}
+	<-g.release
+	return g.stripeAPI.offer(ctx, id)
+}
+
+// A price.updated or product.updated that lands while the offer is being
+// read may describe what that read missed: the copy stays marked, and the
+// next page reads it again.
+func TestAChangeDuringAReadIsReadAgain(t *testing.T) {
+	for _, sold := range []string{testPrice, "prod_demo"} {
+		t.Run(sold, func(t *testing.T) {
+			w := newWorld(t, func(h *Handler) {
+				if strings.HasPrefix(sold, "prod_") {
+					h.Prices, h.Products = nil, []string{sold}
+				}
+			})
+			g := &gatedStripe{stripeAPI: w.h.stripe, entered: make(chan struct{}, 2), release: make(chan struct{}, 2)}
+			w.h.stripe = g
+			go w.h.pageOffer()
+			<-g.entered
+			w.h.account.offerChanged("prod_demo") // the product of what is being read
+			g.release <- struct{}{}
+			w.h.account.reads.Wait()
+			if p := w.h.soldPrice.Load(); sold == "prod_demo" && p != nil {
+				t.Errorf("checkout sells %s, read before the change", *p)
+			}
+			if o := w.h.pageOffer(); o == nil || o.name != "Premium" {
+				t.Fatalf("offer after the read: %+v", o)
+			}
+			w.h.account.offersMu.Lock()
+			c := w.h.account.offers[sold]
+			w.h.account.offersMu.Unlock()
+			c.mu.Lock()
+			again := c.flight != nil
+			c.mu.Unlock()
+			if !again {
+				t.Fatal("the page after the read started no second read: the change during the first was lost")
+			}
+			<-g.entered
+			g.release <- struct{}{}
+			w.h.account.reads.Wait()
+			w.h.pageOffer()
+			if n := g.reads.Load(); n != 2 {
+				t.Errorf("%d reads, want 2", n)
+			}
+			if p := w.h.soldPrice.Load(); sold == "prod_demo" && (p == nil || *p != testPrice) {
+				t.Errorf("after the second read checkout sells %v, want %s", p, testPrice)
+			}
+		})
+	}
+}
+
+// Without the webhook, the hourly read of a product brings its new
+// default price to checkout too, not only to the page.
+func TestAProductsNewDefaultReachesCheckoutWithinTheHour(t *testing.T) {
+	w := newWorld(t, func(h *Handler) { h.Prices = nil; h.Products = []string{"prod_demo"} })
+	w.fake.AddPrice(stripefake.Price{ID: "price_yearly", Product: "prod_demo", ProductName: "Premium", UnitAmount: 5000, Interval: "year"})
+	c := w.browser()
+	w.get(c, "/premium/a", "Accept", "text/html")
+	if got := w.startPaid(w.browser(), "/premium/a").Price; got != testPrice {
+		t.Fatalf("checkout sells %s, want %s", got, testPrice)
+	}
+	if err := w.fake.UpdateProduct("prod_demo", "", "price_yearly"); err != nil {
+		t.Fatal(err)
+	}
+	w.fake.WaitDeliveries()
+	// As if the webhook had not come: the default of before, held.
+	old := testPrice
+	w.h.soldPrice.Store(&old)
+	w.clock.Advance(offerRefresh + time.Second)
+	w.get(c, "/premium/a", "Accept", "text/html")
+	w.h.account.reads.Wait()
+	if got := w.startPaid(w.browser(), "/premium/a").Price; got != "price_yearly" {
+		t.Errorf("an hour after the change, checkout sells %s, want price_yearly", got)
+	}
+}
+
+// With refusals handle_errors the offer's placeholders are always set, so
+// that a site's page never shows them raw, and are empty on a 503.
+func TestHandleErrorsPlaceholdersAreEmptyWhereNothingIsSold(t *testing.T) {
+	w := newWorld(t, func(h *Handler) { h.Refusals = refusalsHandleErrors })
+	_, _, c := w.subscriber("active")
+	w.fake.SetOutage(stripefake.OutageErrors)
+	repl := caddy.NewReplacer()
+	r := httptest.NewRequest(http.MethodGet, "/premium/a", nil)
+	for _, ck := range c.Jar.Cookies(mustParseURL(t, w.site.URL)) {
+		r.AddCookie(ck)
+	}
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+	err := w.h.ServeHTTP(httptest.NewRecorder(), r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+	var he caddyhttp.HandlerError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("refusal while Stripe is down: %v", err)
+	}
+	for _, k := range []string{"http.paywall.product", "http.paywall.price", "http.paywall.trial"} {
+		if v, ok := repl.GetString(k); !ok || v != "" {
+			t.Errorf("{%s} = %q (set %v), want set and empty on a 503", k, v, ok)
+		}
+	}
+	if n := offerReads(w.fake); n != 0 {
+		t.Errorf("a 503 read the price %d times", n)
+	}
+}
+
+func mustParseURL(t *testing.T, s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

@@ -60,7 +60,8 @@ import (
 //	             subscription lapsed or whose payment failed: the page
 //	             offers to subscribe again, not to sign in
 //	SiteName     site_name, or the host of public_url (or, on HTTPS, of
-//	             the address the visitor's browser verified)
+//	             the address the visitor's browser verified; on plain
+//	             HTTP, of a loopback address)
 //	Logo         logo: a path or URL on this site; "" without one
 //	Benefits     benefits, one line each
 //	Product      the product sold, by its name at Stripe; "" until read
