@@ -388,11 +388,11 @@ func (h *Handler) serveSuccess(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	sid := r.URL.Query().Get("session_id")
 	if !validSessionID(sid) {
-		return h.notice(w, r, http.StatusBadRequest, reasonCheckoutLinkInvalid, ret, 0)
+		return h.successRefused(w, r, http.StatusBadRequest, reasonCheckoutLinkInvalid, ret)
 	}
 	nonce, _ := h.checkoutCookie(r)
 	if nonce == "" {
-		return h.notice(w, r, http.StatusForbidden, reasonCheckoutOtherBrowser, ret, 0)
+		return h.successRefused(w, r, http.StatusForbidden, reasonCheckoutOtherBrowser, ret)
 	}
 	// A payer coming back from Stripe is never held to the checkout
 	// budget, nor to the checkouts their address started: the address has
@@ -411,14 +411,14 @@ func (h *Handler) serveSuccess(w http.ResponseWriter, r *http.Request) error {
 	sess, err := h.stripe.checkoutSession(ctx, sid)
 	if errors.Is(err, errStripeNotFound) {
 		h.countVisit(key, t.UnixNano())
-		return h.notice(w, r, http.StatusBadRequest, reasonCheckoutLinkInvalid, ret, 0)
+		return h.successRefused(w, r, http.StatusBadRequest, reasonCheckoutLinkInvalid, ret)
 	}
 	if err != nil {
 		return h.stripeFailed(w, r, r.URL.RequestURI(), err)
 	}
 	if subtle.ConstantTimeCompare([]byte(sess.ClientReferenceID), []byte(nonce)) != 1 {
 		h.countVisit(key, t.UnixNano())
-		return h.notice(w, r, http.StatusForbidden, reasonCheckoutOtherBrowser, ret, 0)
+		return h.successRefused(w, r, http.StatusForbidden, reasonCheckoutOtherBrowser, ret)
 	}
 	if !checkoutCompleted(sess, t) {
 		// Not completed (yet): back to the page, which explains.
@@ -426,6 +426,18 @@ func (h *Handler) serveSuccess(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	return h.finishCheckout(w, r, sess, ret)
+}
+
+// successRefused answers a return from Stripe that cannot be completed in
+// this browser: a page that says why and, where email sign-in is offered,
+// the way in for a payer on another device or whose link broke, beside the
+// way back to the page.
+func (h *Handler) successRefused(w http.ResponseWriter, r *http.Request, status int, reason, ret string) error {
+	d := denial{Status: status, Reason: reason, ReturnPath: ret, notice: true}
+	if h.signin != nil { // never beside the site's own login
+		d.SigninURL, d.signinTTL = h.prefix+"/signin", h.signin.ttl
+	}
+	return h.writeDenial(w, r, d)
 }
 
 // finishCheckout remembers the payer of a paid checkout in this browser and

@@ -164,6 +164,37 @@ func TestSuccessRefusalsExplainWhatToDo(t *testing.T) {
 		if p["reason"] != tc.reason || p["status"] != float64(tc.status) {
 			t.Errorf("%s: problem %v", tc.name, p)
 		}
+		if strings.Contains(body, `id="signin"`) {
+			t.Errorf("%s: a sign-in form without email sign-in configured:\n%s", tc.name, body)
+		}
+	}
+}
+
+// With email sign-in, a payer whose return from Stripe cannot be completed
+// here (another browser, a broken link) is offered the way in that works
+// on any device, beside the way back; in both languages and in JSON.
+func TestSuccessRefusalsOfferSigninByEmail(t *testing.T) {
+	w, _ := signinWorld(t)
+	payer := w.browser()
+	sess := w.startPaid(payer, "/premium/a")
+	for _, tc := range []struct {
+		name, path string
+		c          *http.Client
+		lang, want string
+	}{
+		{"another browser", w.successPath(sess), w.browser(), "en", "Paid already? Sign in by email"},
+		{"a broken link", "/paywall/success?return=%2Fpremium%2Fa&session_id=nope", payer, "id", "Sudah membayar? Masuk lewat email"},
+	} {
+		body := pageOf(w.get(tc.c, tc.path, "Accept-Language", tc.lang, "Accept", "text/html"))
+		for _, want := range []string{tc.want, `<form id="signin" class="signin" method="post" action="/paywall/signin">`,
+			`name="return" value="/premium/a"`, `id="back" class="button" href="/premium/a"`} {
+			if !strings.Contains(body, want) {
+				t.Errorf("%s: the page lacks %s:\n%s", tc.name, want, body)
+			}
+		}
+		if _, p := w.problem(tc.c, tc.path); p["signin_url"] != w.site.URL+"/paywall/signin" {
+			t.Errorf("%s: problem's signin_url %v", tc.name, p["signin_url"])
+		}
 	}
 }
 
