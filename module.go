@@ -242,6 +242,7 @@ type Handler struct {
 	redis         *redisLink        // nil without redis
 	accountTag    string            // names the account in Redis, not its key
 	originWarned  *atomic.Bool      // the missing public_url was logged
+	signinWarned  *atomic.Bool      // … and for sign-in links
 	certs         certificateHolder // Caddy's TLS app, when configured
 
 	secretKey     string
@@ -363,7 +364,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	h.soldPrice = new(atomic.Pointer[string])
-	h.originWarned = new(atomic.Bool)
+	h.originWarned, h.signinWarned = new(atomic.Bool), new(atomic.Bool)
 	h.stripe = newStripeClient(h.secretKey, h.apiURL, time.Duration(h.StripeTimeout))
 
 	// One cache per Stripe account, shared by every handler of that account

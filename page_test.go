@@ -34,6 +34,7 @@ func pageHandler() *Handler {
 		publicURL:    "http://example.com",
 		logger:       zap.NewNop(),
 		originWarned: new(atomic.Bool),
+		signinWarned: new(atomic.Bool),
 	}
 }
 

@@ -185,15 +185,17 @@ func (h *Handler) askSigninLink(w http.ResponseWriter, r *http.Request, ret stri
 // sites (on-demand TLS among them) would mail a subscriber a link to any of
 // them, which might be someone else's.
 func (h *Handler) signinOrigin(r *http.Request) (string, bool) {
-	base, ok := h.origin(r)
-	if !ok || h.publicURL != "" {
-		return base, ok
-	}
-	name, _ := splitHost(strings.ToLower(r.Host))
-	if isLoopback(name) {
+	base, ok := h.trustedOrigin(r)
+	if ok && h.publicURL != "" {
 		return base, true
 	}
-	if h.originWarned.CompareAndSwap(false, true) {
+	name, _ := splitHost(strings.ToLower(r.Host))
+	if ok && isLoopback(name) {
+		return base, true
+	}
+	// Logged once, apart from checkout's line: a site may trust the
+	// address for one and not for the other.
+	if h.signinWarned.CompareAndSwap(false, true) {
 		h.logger.Warn("public_url is needed: sign-in links are mailed only with public_url set (or on a loopback address), " +
 			"so that no request can choose the address a subscriber's link points to")
 	}

@@ -466,17 +466,34 @@ func TestSigninLinksNeedPublicURLOffLoopback(t *testing.T) {
 	// On HTTPS without public_url, whoever asks chooses the server name
 	// of their connection: a link must not be built from it.
 	w, _ := signinWorld(t)
+	core, logs := observer.New(zap.WarnLevel)
+	w.h.logger = zap.New(core)
+	// A checkout refused first for want of an address: its line does
+	// not silence the one that says why links are not mailed.
+	if _, ok := w.h.origin(httptest.NewRequest(http.MethodGet, "http://news.example.com/paywall/checkout", nil)); ok {
+		t.Fatal("a plain-HTTP host trusted")
+	}
 	r := httptest.NewRequest(http.MethodPost, "https://news.example.com/paywall/signin", nil)
 	r.TLS = &tls.ConnectionState{ServerName: "news.example.com"}
 	if base, ok := w.h.origin(r); !ok || base != "https://news.example.com" {
 		t.Fatalf("origin for Stripe's return URLs: %q %v", base, ok)
 	}
-	if base, ok := w.h.signinOrigin(r); ok {
-		t.Errorf("a sign-in link would point to %q, a name the client chose", base)
+	for range 2 {
+		if base, ok := w.h.signinOrigin(r); ok {
+			t.Errorf("a sign-in link would point to %q, a name the client chose", base)
+		}
+	}
+	if n, m := logs.FilterMessageSnippet("checkout and the billing portal").Len(), logs.FilterMessageSnippet("sign-in links are mailed only").Len(); n != 1 || m != 1 {
+		t.Errorf("%d checkout lines and %d sign-in lines, want one each: %v", n, m, logs.All())
 	}
 	r = httptest.NewRequest(http.MethodPost, "http://localhost:8080/paywall/signin", nil)
 	if base, ok := w.h.signinOrigin(r); !ok || base != "http://localhost:8080" {
 		t.Errorf("loopback: %q %v", base, ok)
+	}
+	// Behind a proxy, localhost is every payer's own machine.
+	r.Header.Set("X-Forwarded-For", "203.0.113.9")
+	if base, ok := w.h.signinOrigin(r); ok {
+		t.Errorf("a forwarded loopback request: a link to %q", base)
 	}
 }
 

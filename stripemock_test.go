@@ -235,6 +235,7 @@ func TestCheckoutSendsLiteralSessionPlaceholder(t *testing.T) {
 		account:       newAccount(10),
 		publicURL:     "http://site.example",
 		originWarned:  new(atomic.Bool),
+		signinWarned:  new(atomic.Bool),
 	}
 	h.stripe = newStripeClient(stripeMockKey, api.URL, 5*time.Second)
 	h.cookies = newCookieJar("paywall", time.Hour, strings.Repeat("k", 32), nil, zap.NewNop())
