@@ -366,3 +366,36 @@ func offerReads(f *stripefake.Server) int {
 }
 
 func visitorCalls(f *stripefake.Server) int { return f.Calls("") - offerReads(f) }
+
+// TestEndToEndLiteralSecretsAreWarnedAboutAtValidate: every secret written
+// in the Caddyfile itself is named, without its value, by `caddy validate`
+// (which provisions as `caddy run` does), and one named by a placeholder
+// is not.
+func TestEndToEndLiteralSecretsAreWarnedAboutAtValidate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs caddy")
+	}
+	t.Parallel()
+	const caddyfile = "http://127.0.0.1:{{.HTTPPort}} {\n\tpaywall /premium/* {\n" +
+		"\t\tsecret_key sk_test_literal0123456789\n" +
+		"\t\twebhook_secret {env.E2E_WHSEC}\n" +
+		"\t\tcookie_secret literalcookiesecret0123456789abcdefgh\n" +
+		"\t\tprice price_demo_monthly\n" +
+		"\t\tredis redis://:literalredispw@127.0.0.1:1\n" +
+		"\t\temail {\n\t\t\tsmtp 127.0.0.1:1\n\t\t\tusername news\n\t\t\tpassword literalsmtppw\n\t\t\tfrom news@example.com\n\t\t}\n" +
+		"\t}\n\trespond ok\n}\n"
+	out, err := caddyrun.Validate(t, caddyfile, map[string]string{"E2E_WHSEC": "whsec_fromenv"})
+	if err != nil {
+		t.Fatalf("validate: %v\n%s", err, out)
+	}
+	for _, option := range []string{"secret_key", "cookie_secret", "email password", "redis password"} {
+		if !strings.Contains(out, `"option":"`+option+`"`) {
+			t.Errorf("no warning names %s:\n%s", option, out)
+		}
+	}
+	for _, secret := range []string{"sk_test_literal", "literalcookiesecret", "literalredispw", "literalsmtppw", "whsec_fromenv", `"option":"webhook_secret"`} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the output holds %s:\n%s", secret, out)
+		}
+	}
+}
