@@ -1,10 +1,22 @@
 package paywall_test
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +126,94 @@ func TestEndToEndAForgedHostGetsNoCheckout(t *testing.T) {
 	if res.StatusCode != http.StatusSeeOther || !strings.HasPrefix(res.Header.Get("Location"), fake.URL()) {
 		t.Errorf("checkout on the loopback address: %d to %q\n%s", res.StatusCode, res.Header.Get("Location"), body)
 	}
+}
+
+// A site on HTTPS without public_url: the Host counts only when it names
+// the server the handshake was for, or another name Caddy holds a
+// certificate for; a forged one gets no checkout.
+func TestEndToEndOnHTTPSOnlyANameOfTheCertificateGetsACheckout(t *testing.T) {
+	t.Parallel()
+	certFile, keyFile := e2eCertificate(t, "news.localhost", "www.news.localhost")
+	inst, fake := e2eStart(t, `https://:{{.HTTPSPort}} {
+	tls `+certFile+` `+keyFile+`
+	paywall /premium/* {`+e2ePaywallBlock+`	}
+	respond "premium content"
+}
+http://127.0.0.1:{{.HTTPPort}} {
+	respond "the harness waits for this port"
+}
+`, nil)
+	addr := "127.0.0.1:" + strconv.Itoa(inst.HTTPSPort)
+	client := &http.Client{
+		Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{ServerName: "news.localhost", InsecureSkipVerify: true}, // a certificate of the test's own
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			},
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	checkout := func(host string) (*http.Response, string) {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+addr+"/paywall/checkout?return=/premium/x", nil)
+		req.Host = host
+		req.Header.Set("Accept", "text/html")
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		return res, string(b)
+	}
+	port := ":" + strconv.Itoa(inst.HTTPSPort)
+	res, body := checkout("evil.example" + port)
+	if res.StatusCode != http.StatusInternalServerError || !strings.Contains(body, "Checkout is not available at this address") {
+		t.Errorf("checkout with Host evil.example over a handshake for news.localhost: %d\n%s", res.StatusCode, body)
+	}
+	if n := fake.Calls("POST /v1/checkout/sessions"); n != 0 {
+		t.Errorf("a forged Host made %d Checkout Sessions", n)
+	}
+	for _, host := range []string{"news.localhost", "www.news.localhost"} { // the handshake's name, and the certificate's other
+		res, body = checkout(host + port)
+		if res.StatusCode != http.StatusSeeOther || !strings.HasPrefix(res.Header.Get("Location"), fake.URL()) {
+			t.Fatalf("checkout with Host %s: %d to %q\n%s", host, res.StatusCode, res.Header.Get("Location"), body)
+		}
+		if sess := fake.Sessions()[0]; !strings.HasPrefix(sess.SuccessURL, "https://"+host+port+"/paywall/success?") {
+			t.Errorf("Host %s: Stripe returns the payer to %q", host, sess.SuccessURL)
+		}
+	}
+}
+
+// e2eCertificate writes a self-signed certificate for names, and its key,
+// into a directory of the test's.
+func e2eCertificate(t *testing.T, names ...string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }
 
 // Caching headers set before the paywall (header) or by the application
