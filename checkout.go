@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,9 +34,11 @@ const (
 
 // The checkout cookie binds a Checkout Session to the browser that started
 // it: a random nonce, which Stripe keeps as the session's
-// client_reference_id, and the ID of the session started last:
+// client_reference_id, the ID of the session started last, and what that
+// session sells (its price and trial days, so that a browser is not sent
+// back to a session whose price the page no longer shows):
 //
-//	<nonce>[.<checkout session ID>]
+//	<nonce>[.<checkout session ID>[.<price ID>.<trial days>]]
 //
 // It needs no signature: the session ID is only ever used together with
 // Stripe's record of the session, which must carry this browser's nonce.
@@ -53,10 +56,10 @@ func (h *Handler) checkoutCookieName(r *http.Request) string {
 }
 
 // checkoutCookie reads this browser's checkout: its nonce, and the session
-// it started last, when the cookie names one. On HTTPS a cookie under the
-// plain name (set before the __Host- name was used) still gives its nonce,
-// never a session.
-func (h *Handler) checkoutCookie(r *http.Request) (nonce, session string) {
+// it started last and what it sells, when the cookie names one. On HTTPS a
+// cookie under the plain name (set before the __Host- name was used) still
+// gives its nonce, never a session.
+func (h *Handler) checkoutCookie(r *http.Request) (nonce, session, sells string) {
 	v, ok := cookieValue(r.Header, h.checkoutCookieName(r))
 	if !ok && h.cookies.secure(r) {
 		if v, ok = cookieValue(r.Header, h.cookies.nonce); ok {
@@ -64,17 +67,21 @@ func (h *Handler) checkoutCookie(r *http.Request) (nonce, session string) {
 		}
 	}
 	if !ok {
-		return "", ""
+		return "", "", ""
 	}
-	nonce, session, _ = strings.Cut(v, ".")
+	nonce, rest, _ := strings.Cut(v, ".")
+	session, sells, _ = strings.Cut(rest, ".")
 	if !validNonce(nonce) {
-		return "", ""
+		return "", "", ""
 	}
 	if !validSessionID(session) {
-		session = ""
+		return nonce, "", ""
 	}
-	return nonce, session
+	return nonce, session, sells
 }
+
+// sells is what a checkout sells, as the checkout cookie keeps it.
+func sells(price string, trialDays int) string { return price + "." + strconv.Itoa(trialDays) }
 
 // startedCheckout reports whether this browser holds a checkout cookie,
 // under either name.
@@ -152,23 +159,24 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 		email = id.login
 	}
 
-	nonce, started := h.checkoutCookie(r)
+	base, ok := h.origin(r)
+	if !ok {
+		return h.notice(w, r, http.StatusInternalServerError, reasonOriginUnknown, ret, 0)
+	}
+	price, err := h.priceToSell(ctx, t)
+	if err != nil {
+		return h.stripeFailed(w, r, ret, err)
+	}
+	nonce, started, sold := h.checkoutCookie(r)
 	if started != "" {
-		if done, err := h.resumeCheckout(ctx, w, r, t, nonce, started, customer, email, ret); done {
+		// A cookie of before the price was kept in it sells what it did.
+		same := sold == "" || sold == sells(price, trialDays)
+		if done, err := h.resumeCheckout(ctx, w, r, t, nonce, started, customer, email, ret, same); done {
 			return err
 		}
 		if err := h.spend(t); err != nil { // the visit's call went to the resume
 			return h.stripeFailed(w, r, ret, err)
 		}
-	}
-	base, ok := h.origin(r)
-	if !ok {
-		return h.notice(w, r, http.StatusInternalServerError, reasonOriginUnknown, ret, 0)
-	}
-
-	price, err := h.priceToSell(ctx, t)
-	if err != nil {
-		return h.stripeFailed(w, r, ret, err)
 	}
 	// A checkout already under way in this browser (another tab) keeps its
 	// nonce, so that paying in either tab is accepted.
@@ -204,7 +212,7 @@ func (h *Handler) serveCheckout(w http.ResponseWriter, r *http.Request) error {
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name:     h.checkoutCookieName(r),
-		Value:    nonce + "." + sess.ID,
+		Value:    nonce + "." + sess.ID + "." + sells(price, trialDays),
 		Path:     "/",
 		MaxAge:   int(checkoutCookieLifetime / time.Second),
 		HttpOnly: true,
@@ -245,15 +253,16 @@ func (h *Handler) sellingTo(w http.ResponseWriter, r *http.Request, customer str
 
 // resumeCheckout looks up the checkout this browser started last and, when
 // it can, answers with it (done): back to it while it is open with
-// resumeMargin to run, or in when it was completed. A session too close to
-// its end, or for another customer, is expired first, so that a tab still
+// resumeMargin to run and sells what is sold now (same), or in when it was
+// completed. A session too close to its end, of another price, or for
+// another customer, is expired first, so that a tab still
 // showing it cannot be paid as well as the one that replaces it. Not done:
 // a new checkout is to be made.
 //
 // A session is this visitor's when it is for their customer and, for a
 // site's user whose checkout makes the customer (email), prefilled with
 // their email: on a shared browser, another user's open checkout is not.
-func (h *Handler) resumeCheckout(ctx context.Context, w http.ResponseWriter, r *http.Request, t time.Time, nonce, id, customer, email, ret string) (bool, error) {
+func (h *Handler) resumeCheckout(ctx context.Context, w http.ResponseWriter, r *http.Request, t time.Time, nonce, id, customer, email, ret string, same bool) (bool, error) {
 	sess, err := h.stripe.checkoutSession(ctx, id)
 	switch {
 	case errors.Is(err, errStripeNotFound):
@@ -266,7 +275,7 @@ func (h *Handler) resumeCheckout(ctx context.Context, w http.ResponseWriter, r *
 		return true, h.finishCheckout(w, r, sess, ret) // the success page never arrived
 	case sess.Status != "open":
 		return false, nil
-	case sess.URL != "" && sess.Customer == customer && (email == "" || strings.EqualFold(sess.PrefilledEmail, email)) &&
+	case same && sess.URL != "" && sess.Customer == customer && (email == "" || strings.EqualFold(sess.PrefilledEmail, email)) &&
 		time.Unix(sess.ExpiresAt, 0).Sub(t) >= resumeMargin:
 		// Left in a closed tab, by the back button, after a declined card.
 		http.Redirect(w, r, sess.URL, http.StatusSeeOther)
@@ -390,7 +399,7 @@ func (h *Handler) serveSuccess(w http.ResponseWriter, r *http.Request) error {
 	if !validSessionID(sid) {
 		return h.successRefused(w, r, http.StatusBadRequest, reasonCheckoutLinkInvalid, ret)
 	}
-	nonce, _ := h.checkoutCookie(r)
+	nonce, _, _ := h.checkoutCookie(r)
 	if nonce == "" {
 		return h.successRefused(w, r, http.StatusForbidden, reasonCheckoutOtherBrowser, ret)
 	}

@@ -139,6 +139,46 @@ func TestCheckoutSendsABrowserBackToItsOpenSession(t *testing.T) {
 	}
 }
 
+// A browser is sent back to its open session only while that session sells
+// what the page now shows: after the price changes, the old session is
+// closed and a new one sells the new price. A cookie of before the price
+// was kept in it is still resumed.
+func TestAnOpenCheckoutOfAnotherPriceIsNotResumed(t *testing.T) {
+	w := newWorld(t, func(h *Handler) { h.Prices = nil; h.Products = []string{"prod_demo"} })
+	w.fake.AddPrice(stripefake.Price{ID: "price_new", Product: "prod_demo", ProductName: "Premium", UnitAmount: 800, Interval: "month"})
+	c := w.browser()
+	first := w.sessionOf(w.get(c, "/paywall/checkout?return=%2Fpremium%2Fa").Header.Get("Location"))
+	if first.Price != testPrice {
+		t.Fatalf("the first checkout sells %s", first.Price)
+	}
+	if again := w.sessionOf(w.get(c, "/paywall/checkout?return=%2Fpremium%2Fa").Header.Get("Location")); again.ID != first.ID {
+		t.Fatalf("the same price: a new session %s, want %s again", again.ID, first.ID)
+	}
+	if err := w.fake.UpdateProduct("prod_demo", "", "price_new"); err != nil {
+		t.Fatal(err)
+	}
+	w.fake.WaitDeliveries()
+	next := w.sessionOf(w.get(c, "/paywall/checkout?return=%2Fpremium%2Fa").Header.Get("Location"))
+	if next.ID == first.ID || next.Price != "price_new" {
+		t.Errorf("after the price changed: session %s selling %s, want a new one selling price_new", next.ID, next.Price)
+	}
+	if old, _ := w.fake.Session(first.ID); old.Status != "expired" {
+		t.Errorf("the session of the old price is %s, want expired", old.Status)
+	}
+	// The cookie as it was before it kept the price: resumed as then.
+	u := mustParseURL(t, w.site.URL)
+	var nonce string
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == "paywall_checkout" {
+			nonce, _, _ = strings.Cut(ck.Value, ".")
+		}
+	}
+	c.Jar.SetCookies(u, []*http.Cookie{{Name: "paywall_checkout", Value: nonce + "." + next.ID, Path: "/"}})
+	if again := w.sessionOf(w.get(c, "/paywall/checkout?return=%2Fpremium%2Fa").Header.Get("Location")); again.ID != next.ID {
+		t.Errorf("a cookie without the price: a new session %s, want %s resumed", again.ID, next.ID)
+	}
+}
+
 func TestSuccessRefusalsExplainWhatToDo(t *testing.T) {
 	w := newWorld(t)
 	payer := w.browser()
@@ -544,7 +584,7 @@ func TestOnHTTPSTheCheckoutCookieIsHostOnly(t *testing.T) {
 			r.TLS = &tls.ConnectionState{ServerName: "example.com"}
 		}
 		r.Header.Set("Cookie", tc.cookie)
-		n, s := h.checkoutCookie(r)
+		n, s, _ := h.checkoutCookie(r)
 		if n != tc.wantNonce || s != tc.wantSess {
 			t.Errorf("%s: nonce %q session %q, want %q %q", tc.name, n, s, tc.wantNonce, tc.wantSess)
 		}

@@ -379,7 +379,11 @@ func TestCheckoutSuccessGrantsAccess(t *testing.T) {
 	var nonce, started string
 	for _, ck := range resp.Cookies() {
 		if ck.Name == "paywall_checkout" {
-			nonce, started, _ = strings.Cut(ck.Value, ".")
+			parts := strings.Split(ck.Value, ".")
+			nonce, started = parts[0], parts[1]
+			if len(parts) != 4 || parts[2]+"."+parts[3] != testPrice+".7" {
+				t.Errorf("checkout cookie %q does not name what it sells (%s, 7 days' trial)", ck.Value, testPrice)
+			}
 			if !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode {
 				t.Errorf("nonce cookie %+v must be HttpOnly and SameSite=Lax", ck)
 			}
