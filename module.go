@@ -316,7 +316,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	benefits := make([]string, len(h.Benefits))
 	for i, b := range h.Benefits {
-		benefits[i] = repl.ReplaceAll(b, "")
+		benefits[i] = repl.ReplaceKnown(b, "") // a quoted { or } stays
 	}
 	h.site = newPageSite(strings.TrimSpace(repl.ReplaceAll(h.SiteName, "")), repl.ReplaceAll(h.Logo, ""), benefits, h.publicURL)
 	h.prices = resolveIDs(repl, h.Prices)

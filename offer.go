@@ -23,11 +23,12 @@ import (
 //
 //   - fresh for offerRefresh; after that the page keeps showing what it
 //     has while one read runs in the background;
-//   - read again at once after a price.updated or product.updated webhook
-//     about it, here and, with Redis, on every instance;
+//   - read again by the next page after a price.updated or product.updated
+//     webhook about it, here and, with Redis, on every instance;
 //   - after a failed read, the page shows no price and nothing asks Stripe
-//     for offerRetry. The very first read is waited for offerWait at most:
-//     a page never waits on Stripe for longer, and never fails for it.
+//     for offerRetry. The very first read, and the one after a webhook,
+//     are waited for offerWait at most: a page never waits on Stripe for
+//     longer, and never fails for it.
 const (
 	offerRefresh = time.Hour
 	offerRetry   = time.Minute
@@ -60,7 +61,7 @@ type offerCell struct {
 // offerFor returns the offer of the ID, nil when none is known. It reads
 // Stripe when the copy is missing, old or said to have changed, unless the
 // last read failed in the past offerRetry or Stripe is down; only the first
-// read is waited for, and for offerWait at most.
+// read, and one after a change, is waited for, and for offerWait at most.
 func (h *Handler) offerFor(id string) *offer {
 	a := h.account
 	a.offersMu.Lock()
@@ -73,8 +74,8 @@ func (h *Handler) offerFor(id string) *offer {
 
 	t := now().UnixNano()
 	c.mu.Lock()
-	cur := c.cur
-	due := cur == nil || c.stale || t-c.readAt >= int64(offerRefresh)
+	cur, stale := c.cur, c.stale
+	due := cur == nil || stale || t-c.readAt >= int64(offerRefresh)
 	if due && c.flight == nil && t >= c.retryAt && !a.down(t) {
 		c.flight = make(chan struct{})
 		a.reads.Add(1)
@@ -82,7 +83,9 @@ func (h *Handler) offerFor(id string) *offer {
 	}
 	wait := c.flight
 	c.mu.Unlock()
-	if cur != nil || wait == nil {
+	// A copy a webhook said changed is waited for as a first read is, so
+	// that the page shows the price checkout now sells.
+	if cur != nil && !stale || wait == nil {
 		return cur
 	}
 	timer := time.NewTimer(offerWait)

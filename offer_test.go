@@ -174,16 +174,16 @@ func TestAProductsDefaultPriceFollowsItsWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.fake.WaitDeliveries()
-	// The next page shows what it has while the product is read again.
+	// The next page waits for the product's read, as for a first one, and
+	// shows the price checkout now sells.
 	reads := offerReads(w.fake)
-	w.get(c, "/premium/a", "Accept", "text/html")
+	body := pageOf(w.get(c, "/premium/a", "Accept", "text/html"))
 	w.h.account.reads.Wait()
 	if n := offerReads(w.fake) - reads; n != 1 {
 		t.Errorf("product.updated made %d reads of the product, want 1", n)
 	}
-	body := pageOf(w.get(c, "/premium/a", "Accept", "text/html"))
 	if !strings.Contains(body, "$50.00 / year") || !strings.Contains(body, ">Premium Yearly<") {
-		t.Errorf("the page after product.updated:\n%s", body)
+		t.Errorf("the first page after product.updated:\n%s", body)
 	}
 	// The checkout sells the new default.
 	w.subscribe(c, "/premium/a")
@@ -310,14 +310,15 @@ func TestTheSiteLogoAndBenefits(t *testing.T) {
 	w := newWorld(t, func(h *Handler) {
 		h.Logo = "/img/logo.svg"
 		h.PublicURL = "https://news.example"
-		h.Benefits = []string{`<script>alert(1)</script>`, "{env.PAYWALL_TEST_BENEFIT}"}
+		h.Benefits = []string{`<script>alert(1)</script>`, "{env.PAYWALL_TEST_BENEFIT}", "Save 20% {launch week}"}
 	})
 	resp := w.get(w.browser(), "/premium/a", "Accept", "text/html")
 	body := pageOf(resp)
 	for _, want := range []string{
 		`<p id="site" class="site"><img src="/img/logo.svg" alt="" height="28"><span>news.example</span></p>`,
 		`<li>&lt;script&gt;alert(1)&lt;/script&gt;</li>`,
-		`<li>Weekly essays</li>`, // placeholders in benefits are replaced
+		`<li>Weekly essays</li>`,          // placeholders in benefits are replaced
+		`<li>Save 20% {launch week}</li>`, // and braces that are none kept
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the page lacks %s:\n%s", want, body)
