@@ -107,6 +107,11 @@ type account struct {
 	offersMu      sync.Mutex
 	offers        map[string]*offerCell
 	offerFailures logThrottle
+	// soldMu orders the product default prices that handlers sell:
+	// soldGen moves on with each product.updated, and a read that began
+	// before it stores nothing (soldPrice).
+	soldMu  sync.Mutex
+	soldGen uint64
 }
 
 // limitSpec is a limit setting: n per window, of one kind (checkout,

@@ -515,9 +515,12 @@ func (h *Handler) priceToSell(ctx context.Context, t time.Time) (string, error) 
 	if err := h.spend(t); err != nil {
 		return "", err
 	}
+	gen := h.account.soldGeneration()
 	price, err := h.stripe.defaultPrice(ctx, h.products[0])
 	if err == nil {
-		h.soldPrice.Store(&price) // until the next config load
+		// Kept until a product.updated or a later read: unless one came
+		// during this read, which may have found the default of before.
+		h.account.sellDefault(h.products[0], price, gen, h)
 	}
 	return price, err
 }

@@ -79,7 +79,7 @@ func (h *Handler) offerFor(id string) *offer {
 	if due && c.flight == nil && t >= c.retryAt && !a.down(t) {
 		c.flight = make(chan struct{})
 		a.reads.Add(1)
-		go h.readOffer(id, c, c.flight, c.changes)
+		go h.readOffer(id, c, c.flight, c.changes, a.soldGeneration())
 	}
 	wait := c.flight
 	c.mu.Unlock()
@@ -103,7 +103,7 @@ func (h *Handler) offerFor(id string) *offer {
 // change announced while it ran (changes moved on) leaves the copy stale,
 // so that the next page reads it again. A product's default price is what
 // its handlers' checkouts sell from now on.
-func (h *Handler) readOffer(id string, c *offerCell, done chan struct{}, changes uint64) {
+func (h *Handler) readOffer(id string, c *offerCell, done chan struct{}, changes, gen uint64) {
 	defer h.account.reads.Done()
 	o, err := h.stripe.offer(context.Background(), id)
 	t := now().UnixNano()
@@ -118,11 +118,7 @@ func (h *Handler) readOffer(id string, c *offerCell, done chan struct{}, changes
 	c.flight = nil
 	c.mu.Unlock()
 	if current && strings.HasPrefix(id, "prod_") {
-		for _, s := range h.account.handlersSnapshot() {
-			if len(s.prices) == 0 && len(s.products) > 0 && s.products[0] == id {
-				s.soldPrice.Store(&o.price)
-			}
-		}
+		h.account.sellDefault(id, o.price, gen, nil)
 	}
 	close(done)
 	if err != nil {
@@ -156,9 +152,39 @@ func (a *account) offerChanged(id string) {
 	if !strings.HasPrefix(id, "prod_") {
 		return
 	}
+	a.soldMu.Lock()
+	defer a.soldMu.Unlock()
+	a.soldGen++
 	for _, h := range a.handlersSnapshot() {
 		if len(h.prices) == 0 && len(h.products) > 0 && h.products[0] == id {
 			h.soldPrice.Store(nil)
+		}
+	}
+}
+
+// soldGeneration is the account's count of product changes, to give
+// sellDefault.
+func (a *account) soldGeneration() uint64 {
+	a.soldMu.Lock()
+	defer a.soldMu.Unlock()
+	return a.soldGen
+}
+
+// sellDefault makes price what the handlers selling product (and reader,
+// when given) sell, when no product.updated came since gen was taken,
+// before the read that found it.
+func (a *account) sellDefault(product, price string, gen uint64, reader *Handler) {
+	a.soldMu.Lock()
+	defer a.soldMu.Unlock()
+	if a.soldGen != gen {
+		return
+	}
+	if reader != nil {
+		reader.soldPrice.Store(&price)
+	}
+	for _, h := range a.handlersSnapshot() {
+		if len(h.prices) == 0 && len(h.products) > 0 && h.products[0] == product {
+			h.soldPrice.Store(&price)
 		}
 	}
 }

@@ -565,6 +565,51 @@ func TestAChangeDuringAReadIsReadAgain(t *testing.T) {
 	}
 }
 
+// gatedDefault holds each read of a product's default price until released.
+type gatedDefault struct {
+	stripeAPI
+	entered, release chan struct{}
+}
+
+func (g *gatedDefault) defaultPrice(ctx context.Context, product string) (string, error) {
+	g.entered <- struct{}{}
+	<-g.release
+	return g.stripeAPI.defaultPrice(ctx, product)
+}
+
+// A product.updated that lands while checkout reads the product's default
+// price leaves nothing kept: the read may have found the default of before.
+func TestAProductChangeDuringCheckoutsReadKeepsNoPrice(t *testing.T) {
+	w := newWorld(t, func(h *Handler) { h.Prices = nil; h.Products = []string{"prod_demo"} })
+	g := &gatedDefault{stripeAPI: w.h.stripe, entered: make(chan struct{}, 1), release: make(chan struct{}, 1)}
+	w.h.stripe = g
+	done := make(chan string, 1)
+	go func() {
+		p, _ := w.h.priceToSell(context.Background(), now())
+		done <- p
+	}()
+	<-g.entered
+	w.h.account.offerChanged("prod_demo")
+	g.release <- struct{}{}
+	if p := <-done; p != testPrice {
+		t.Fatalf("the checkout sells %q", p)
+	}
+	if p := w.h.soldPrice.Load(); p != nil {
+		t.Fatalf("kept %s, read before the change", *p)
+	}
+	// A read with no change beside it is kept.
+	go func() {
+		p, _ := w.h.priceToSell(context.Background(), now())
+		done <- p
+	}()
+	<-g.entered
+	g.release <- struct{}{}
+	<-done
+	if p := w.h.soldPrice.Load(); p == nil || *p != testPrice {
+		t.Errorf("kept %v after a read with no change, want %s", p, testPrice)
+	}
+}
+
 // Without the webhook, the hourly read of a product brings its new
 // default price to checkout too, not only to the page.
 func TestAProductsNewDefaultReachesCheckoutWithinTheHour(t *testing.T) {
