@@ -454,6 +454,7 @@ func (h *Handler) keysUncheckable(w http.ResponseWriter, r *http.Request, next c
 		return next.ServeHTTP(w, r)
 	}
 	if h.handleErrors {
+		handleErrorsPlaceholders(repl, denial{}, offerWords{})
 		w.Header().Set("Cache-Control", "no-store")
 		return caddyhttp.Error(http.StatusInternalServerError, errors.New("paywall: "+reasonKeysPermission))
 	}
@@ -472,6 +473,7 @@ func (h *Handler) refuseKey(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="`+h.realm(r)+`", error="invalid_token"`)
 	if h.handleErrors {
+		handleErrorsPlaceholders(repl, denial{}, offerWords{})
 		w.Header().Set("Cache-Control", "no-store")
 		return caddyhttp.Error(http.StatusUnauthorized, errors.New("paywall: "+reasonInvalidKey))
 	}

@@ -317,10 +317,11 @@ func (h *Handler) refuseStripeCall(w http.ResponseWriter, r *http.Request, t tim
 	key := h.limitKey(r)
 	if limited, wait := h.limited(r, key, t.UnixNano()); limited {
 		if h.handleErrors {
+			d := denial{Status: http.StatusTooManyRequests, Reason: reasonCheckoutLimited, RetryAfter: waitSeconds(wait)}
 			repl := replacerOf(r)
 			repl.Set("http.paywall.reason", reasonCheckoutLimited)
-			repl.Set("http.paywall.retry_after", waitSeconds(wait))
-			return true, h.refusalForCaddy(w, denial{Status: http.StatusTooManyRequests, Reason: reasonCheckoutLimited, RetryAfter: waitSeconds(wait)})
+			handleErrorsPlaceholders(repl, d, offerWords{})
+			return true, h.refusalForCaddy(w, d)
 		}
 		return true, h.notice(w, r, http.StatusTooManyRequests, reasonCheckoutLimited, ret, waitSeconds(wait))
 	}

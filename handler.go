@@ -202,9 +202,6 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	repl.Set("http.paywall.reason", reason)
 	repl.Set("http.paywall.checkout_url", d.CheckoutURL)
 	if h.handleErrors {
-		repl.Set("http.paywall.portal_url", d.PortalURL)
-		repl.Set("http.paywall.signin_url", d.SigninURL)
-		repl.Set("http.paywall.retry_after", d.RetryAfter)
 		// What the site's own error page sells, in the visitor's
 		// language, as the built-in page shows it; empty where it
 		// offers nothing, or until the price is known.
@@ -215,9 +212,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.
 				words = o.words(pageStrings[lang], lang, d.trialDays)
 			}
 		}
-		repl.Set("http.paywall.product", words.product)
-		repl.Set("http.paywall.price", words.price)
-		repl.Set("http.paywall.trial", words.trial)
+		handleErrorsPlaceholders(repl, d, words)
 	}
 	if h.apiKeys != nil {
 		repl.Set("http.paywall.keys_url", h.apiKeys.urlAny)
@@ -240,6 +235,20 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		return h.refusalForCaddy(w, d)
 	}
 	return h.writeDenial(w, r, d)
+}
+
+// handleErrorsPlaceholders sets, for the site's handle_errors, every
+// placeholder a refusal may fill, empty where this one has nothing: Caddy
+// leaves a placeholder nobody set as it is written, so an error page shared
+// by several refusals would show another's raw.
+func handleErrorsPlaceholders(repl *caddy.Replacer, d denial, words offerWords) {
+	repl.Set("http.paywall.checkout_url", d.CheckoutURL)
+	repl.Set("http.paywall.portal_url", d.PortalURL)
+	repl.Set("http.paywall.signin_url", d.SigninURL)
+	repl.Set("http.paywall.retry_after", d.RetryAfter)
+	repl.Set("http.paywall.product", words.product)
+	repl.Set("http.paywall.price", words.price)
+	repl.Set("http.paywall.trial", words.trial)
 }
 
 // Values of refusals.

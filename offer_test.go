@@ -635,30 +635,66 @@ func TestAProductsNewDefaultReachesCheckoutWithinTheHour(t *testing.T) {
 	}
 }
 
-// With refusals handle_errors the offer's placeholders are always set, so
-// that a site's page never shows them raw, and are empty on a 503.
+// With refusals handle_errors every refusal placeholder is set on every
+// refusal handed to the site, so that an error page shared by several never
+// shows one raw (Caddy leaves a placeholder nobody set as written); the
+// offer's are empty where nothing is sold, and cost no read.
 func TestHandleErrorsPlaceholdersAreEmptyWhereNothingIsSold(t *testing.T) {
-	w := newWorld(t, func(h *Handler) { h.Refusals = refusalsHandleErrors })
+	w := newWorld(t, withAPIKeys(5), func(h *Handler) {
+		h.Refusals = refusalsHandleErrors
+		h.CheckoutLimit = &Limit{Max: 1, Per: caddy.Duration(time.Hour)}
+	})
+	serve := func(path string, c *http.Client, header ...string) (*caddy.Replacer, error) {
+		repl := caddy.NewReplacer()
+		r := httptest.NewRequest(http.MethodGet, path, nil)
+		r.RemoteAddr = "192.0.2.7:4000"
+		if c != nil {
+			for _, ck := range c.Jar.Cookies(mustParseURL(t, w.site.URL)) {
+				r.AddCookie(ck)
+			}
+		}
+		for i := 0; i+1 < len(header); i += 2 {
+			r.Header.Set(header[i], header[i+1])
+		}
+		r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+		return repl, w.h.ServeHTTP(httptest.NewRecorder(), r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+	}
+	if _, err := serve("/paywall/checkout?return=%2F", nil); err != nil {
+		t.Fatalf("the address's one checkout: %v", err)
+	}
 	_, _, c := w.subscriber("active")
-	w.fake.SetOutage(stripefake.OutageErrors)
-	repl := caddy.NewReplacer()
-	r := httptest.NewRequest(http.MethodGet, "/premium/a", nil)
-	for _, ck := range c.Jar.Cookies(mustParseURL(t, w.site.URL)) {
-		r.AddCookie(ck)
-	}
-	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
-	err := w.h.ServeHTTP(httptest.NewRecorder(), r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
-	var he caddyhttp.HandlerError
-	if !errors.As(err, &he) || he.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("refusal while Stripe is down: %v", err)
-	}
-	for _, k := range []string{"http.paywall.product", "http.paywall.price", "http.paywall.trial"} {
-		if v, ok := repl.GetString(k); !ok || v != "" {
-			t.Errorf("{%s} = %q (set %v), want set and empty on a 503", k, v, ok)
+	reads := offerReads(w.fake)
+	for _, tc := range []struct {
+		name   string
+		status int
+		serve  func() (*caddy.Replacer, error)
+	}{
+		{"checkout_limit", http.StatusTooManyRequests, func() (*caddy.Replacer, error) { return serve("/paywall/checkout?return=%2F", nil) }},
+		{"invalid key", http.StatusUnauthorized, func() (*caddy.Replacer, error) {
+			return serve("/premium/a", nil, "Authorization", "Bearer pwk_"+strings.Repeat("a", 60))
+		}},
+		{"Stripe down", http.StatusServiceUnavailable, func() (*caddy.Replacer, error) {
+			w.fake.SetOutage(stripefake.OutageErrors)
+			return serve("/premium/a", c)
+		}},
+	} {
+		repl, err := tc.serve()
+		var he caddyhttp.HandlerError
+		if !errors.As(err, &he) || he.StatusCode != tc.status {
+			t.Fatalf("%s: %v, want a %d handed to handle_errors", tc.name, err, tc.status)
+		}
+		for _, k := range []string{"checkout_url", "portal_url", "signin_url", "retry_after", "product", "price", "trial"} {
+			v, ok := repl.GetString("http.paywall." + k)
+			if !ok {
+				t.Errorf("%s: {http.paywall.%s} is not set", tc.name, k)
+			}
+			if (k == "product" || k == "price" || k == "trial") && v != "" {
+				t.Errorf("%s: {http.paywall.%s} = %q, want empty", tc.name, k, v)
+			}
 		}
 	}
-	if n := offerReads(w.fake); n != 0 {
-		t.Errorf("a 503 read the price %d times", n)
+	if n := offerReads(w.fake) - reads; n != 0 {
+		t.Errorf("the refusals read the price %d times", n)
 	}
 }
 
