@@ -114,6 +114,7 @@ type world struct {
 	fake  *stripefake.Server
 	h     *Handler
 	site  *httptest.Server
+	hook  string // the fake's webhook endpoint that delivers to the site
 
 	mu      sync.Mutex
 	last    *caddy.Replacer                      // the replacer of the last request that reached the content
@@ -152,7 +153,7 @@ func newWorld(t testing.TB, opts ...option) *world {
 	w := &world{t: t, clock: c, fake: fake, h: h}
 	w.site = httptest.NewServer(http.HandlerFunc(w.serve))
 	t.Cleanup(w.site.Close)
-	fake.AddWebhookEndpoint(w.site.URL+"/paywall/webhook", hookSecret)
+	w.hook = fake.AddWebhookEndpoint(w.site.URL+"/paywall/webhook", hookSecret)
 	return w
 }
 

@@ -611,7 +611,8 @@ func TestAProductChangeDuringCheckoutsReadKeepsNoPrice(t *testing.T) {
 }
 
 // Without the webhook, the hourly read of a product brings its new
-// default price to checkout too, not only to the page.
+// default price to checkout too, not only to the page; before the hour,
+// nothing is read and checkout sells the default it knows.
 func TestAProductsNewDefaultReachesCheckoutWithinTheHour(t *testing.T) {
 	w := newWorld(t, func(h *Handler) { h.Prices = nil; h.Products = []string{"prod_demo"} })
 	w.fake.AddPrice(stripefake.Price{ID: "price_yearly", Product: "prod_demo", ProductName: "Premium", UnitAmount: 5000, Interval: "year"})
@@ -620,14 +621,18 @@ func TestAProductsNewDefaultReachesCheckoutWithinTheHour(t *testing.T) {
 	if got := w.startPaid(w.browser(), "/premium/a").Price; got != testPrice {
 		t.Fatalf("checkout sells %s, want %s", got, testPrice)
 	}
+	w.fake.RemoveWebhookEndpoint(w.hook) // the webhook is not set up
 	if err := w.fake.UpdateProduct("prod_demo", "", "price_yearly"); err != nil {
 		t.Fatal(err)
 	}
-	w.fake.WaitDeliveries()
-	// As if the webhook had not come: the default of before, held.
-	old := testPrice
-	w.h.soldPrice.Store(&old)
-	w.clock.Advance(offerRefresh + time.Second)
+	reads := offerReads(w.fake)
+	w.clock.Advance(offerRefresh - time.Second)
+	w.get(c, "/premium/a", "Accept", "text/html")
+	w.h.account.reads.Wait()
+	if got := w.startPaid(w.browser(), "/premium/a").Price; got != testPrice || offerReads(w.fake) != reads {
+		t.Fatalf("before the hour: checkout sells %s after %d reads, want %s and none", got, offerReads(w.fake)-reads, testPrice)
+	}
+	w.clock.Advance(2 * time.Second)
 	w.get(c, "/premium/a", "Accept", "text/html")
 	w.h.account.reads.Wait()
 	if got := w.startPaid(w.browser(), "/premium/a").Price; got != "price_yearly" {
