@@ -345,6 +345,7 @@ type pageSite struct {
 	logo     string
 	benefits []string
 	csp      string // the built-in page's policy: with a logo, images from this site too
+	pageCSP  string // an operator's page's: with a logo on public_url, images from there too
 }
 
 // Bounds of the site's words: a name that fits a page's top line, and a
@@ -356,7 +357,7 @@ const (
 )
 
 func newPageSite(name, logo string, benefits []string, publicURL string) *pageSite {
-	s := &pageSite{name: name, named: name != "", logo: logo, csp: builtinPageCSP}
+	s := &pageSite{name: name, named: name != "", logo: logo, csp: builtinPageCSP, pageCSP: customPageCSP}
 	if name == "" && publicURL != "" {
 		s.name = siteName(publicURL)
 	}
@@ -369,6 +370,7 @@ func newPageSite(name, logo string, benefits []string, publicURL string) *pageSi
 			// A logo at public_url's address, for visitors who
 			// reach the site by another name too.
 			s.csp = strings.Replace(builtinPageCSPImages, "img-src 'self'", "img-src 'self' "+publicURL, 1)
+			s.pageCSP = strings.Replace(customPageCSP, "img-src 'self'", "img-src 'self' "+publicURL, 1)
 		}
 	}
 	return s

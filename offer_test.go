@@ -1,9 +1,11 @@
 package paywall
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"html/template"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -376,6 +378,15 @@ func TestSiteOptionsThatCannotBeShown(t *testing.T) {
 	// Visitors who reach the site by another name still load it.
 	if !strings.Contains(h.site.csp, "img-src 'self' https://news.example data:") {
 		t.Errorf("CSP with a logo on public_url: %s", h.site.csp)
+	}
+	// An operator's page that shows .Logo loads it too.
+	h.page = template.Must(template.New("operator's").Parse(`<img src="{{.Logo}}">`))
+	var buf bytes.Buffer
+	rendered, err := h.renderPage(&buf, PageData{Logo: h.site.logo}, false)
+	for _, csp := range []string{h.pageCSP(false), rendered} { // HEAD's and GET's
+		if err != nil || !strings.Contains(csp, "img-src 'self' https://news.example data:") || strings.Contains(csp, "script-src") {
+			t.Errorf("an operator's page's CSP with a logo on public_url: %s (%v)", csp, err)
+		}
 	}
 }
 

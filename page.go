@@ -347,9 +347,18 @@ func (h *Handler) notice(w http.ResponseWriter, r *http.Request, status int, rea
 // pageCSP is the Content-Security-Policy of the page this handler serves.
 func (h *Handler) pageCSP(notice bool) string {
 	if h.page != nil && !notice {
-		return customPageCSP
+		return h.customCSP()
 	}
 	return h.builtinCSP()
+}
+
+// customCSP is the policy of the operator's page: with a logo on
+// public_url, images from there are allowed too.
+func (h *Handler) customCSP() string {
+	if h.site != nil {
+		return h.site.pageCSP
+	}
+	return customPageCSP
 }
 
 // builtinCSP is the built-in page's policy: with a logo, images from this
@@ -368,7 +377,7 @@ func (h *Handler) renderPage(buf *bytes.Buffer, data PageData, notice bool) (str
 	if h.page != nil && !notice {
 		err := h.page.Execute(buf, data)
 		if err == nil {
-			return customPageCSP, nil
+			return h.customCSP(), nil
 		}
 		buf.Reset()
 		if h.logger != nil {
