@@ -111,7 +111,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("fake sessions %+v, want one whose URL is %s", sessions, loc)
 		}
 		sess := sessions[0]
-		if n, started, _ := strings.Cut(nonce, "."); sess.ClientReferenceID != n || started != sess.ID {
+		if parts := strings.Split(nonce, "."); len(parts) != 4 || sess.ClientReferenceID != parts[0] || parts[1] != sess.ID || parts[2] != sess.Price {
 			t.Errorf("client_reference_id %q and session %s are not the checkout cookie's %q", sess.ClientReferenceID, sess.ID, nonce)
 		}
 		if !strings.Contains(sess.SuccessURL, "session_id={CHECKOUT_SESSION_ID}") {
