@@ -33,13 +33,16 @@ func withRedis(addr string) option {
 }
 
 // startRedis starts a miniredis for one test, and makes the listeners'
-// retries quick.
+// retries quick. An operation may take a second rather than 50 ms: under
+// make test's load (-race, packages and a browser beside it) a slow answer
+// would otherwise count as Redis down, and the tests cut Redis off by
+// closing its connections, which no timeout has to notice.
 func startRedis(t *testing.T) *miniredis.Miniredis {
 	t.Helper()
 	m := miniredis.RunT(t)
-	old := redisRetry
-	redisRetry = 10 * time.Millisecond
-	t.Cleanup(func() { redisRetry = old })
+	oldRetry, oldTimeout := redisRetry, redisTimeout
+	redisRetry, redisTimeout = 10*time.Millisecond, time.Second
+	t.Cleanup(func() { redisRetry, redisTimeout = oldRetry, oldTimeout })
 	return m
 }
 
