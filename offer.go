@@ -102,7 +102,8 @@ func (h *Handler) offerFor(id string) *offer {
 // readOffer reads the offer of id from Stripe into c and closes done. A
 // change announced while it ran (changes moved on) leaves the copy stale,
 // so that the next page reads it again. A product's default price is what
-// its handlers' checkouts sell from now on.
+// its handlers' checkouts sell from now on, unless the product changed
+// since gen (sellDefault).
 func (h *Handler) readOffer(id string, c *offerCell, done chan struct{}, changes, gen uint64) {
 	defer h.account.reads.Done()
 	o, err := h.stripe.offer(context.Background(), id)
@@ -114,10 +115,9 @@ func (h *Handler) readOffer(id string, c *offerCell, done chan struct{}, changes
 	} else {
 		c.retryAt = t + int64(offerRetry)
 	}
-	current := err == nil && !c.stale
 	c.flight = nil
 	c.mu.Unlock()
-	if current && strings.HasPrefix(id, "prod_") {
+	if err == nil && strings.HasPrefix(id, "prod_") {
 		h.account.sellDefault(id, o.price, gen, nil)
 	}
 	close(done)
@@ -155,11 +155,7 @@ func (a *account) offerChanged(id string) {
 	a.soldMu.Lock()
 	defer a.soldMu.Unlock()
 	a.soldGen++
-	for _, h := range a.handlersSnapshot() {
-		if len(h.prices) == 0 && len(h.products) > 0 && h.products[0] == id {
-			h.soldPrice.Store(nil)
-		}
-	}
+	a.storeSold(id, nil)
 }
 
 // soldGeneration is the account's count of product changes, to give
@@ -182,9 +178,15 @@ func (a *account) sellDefault(product, price string, gen uint64, reader *Handler
 	if reader != nil {
 		reader.soldPrice.Store(&price)
 	}
+	a.storeSold(product, &price)
+}
+
+// storeSold makes price what every handler selling product's default price
+// sells (nil: read it again at the next checkout). Called with soldMu held.
+func (a *account) storeSold(product string, price *string) {
 	for _, h := range a.handlersSnapshot() {
 		if len(h.prices) == 0 && len(h.products) > 0 && h.products[0] == product {
-			h.soldPrice.Store(&price)
+			h.soldPrice.Store(price)
 		}
 	}
 }
