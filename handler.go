@@ -39,6 +39,13 @@ type denial struct {
 	offer       *offer
 }
 
+// sells reports whether the refusal offers a checkout to buy, and so shows
+// what it sells: a 402 of the gate with a checkout, not a failed payment
+// (whose way out is the billing portal).
+func (d *denial) sells() bool {
+	return !d.notice && d.Status == http.StatusPaymentRequired && d.CheckoutURL != "" && d.Reason != reasonPaymentFailed
+}
+
 // ServeHTTP serves the endpoints under the prefix and gates everything else.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if p := r.URL.Path; strings.HasPrefix(p, h.prefix) && (len(p) == len(h.prefix) || p[len(h.prefix)] == '/') {
@@ -200,19 +207,20 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	}
 	repl.Set("http.paywall.status", statusValue)
 	repl.Set("http.paywall.reason", reason)
-	repl.Set("http.paywall.checkout_url", d.CheckoutURL)
 	if h.handleErrors {
 		// What the site's own error page sells, in the visitor's
 		// language, as the built-in page shows it; empty where it
 		// offers nothing, or until the price is known.
 		var words offerWords
-		if status == http.StatusPaymentRequired && d.CheckoutURL != "" && reason != reasonPaymentFailed {
+		if d.sells() {
 			if o := h.pageOffer(); o != nil {
 				lang := negotiateLanguage(r.Header.Values("Accept-Language"))
 				words = o.words(pageStrings[lang], lang, d.trialDays)
 			}
 		}
 		handleErrorsPlaceholders(repl, d, words)
+	} else {
+		repl.Set("http.paywall.checkout_url", d.CheckoutURL)
 	}
 	if h.apiKeys != nil {
 		repl.Set("http.paywall.keys_url", h.apiKeys.urlAny)

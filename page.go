@@ -304,7 +304,7 @@ func (h *Handler) writeDenial(w http.ResponseWriter, r *http.Request, d denial) 
 
 	// What the page sells: read from Stripe when first needed, only
 	// where the page offers a checkout.
-	if !d.notice && d.Status == http.StatusPaymentRequired && d.CheckoutURL != "" && d.Reason != reasonPaymentFailed {
+	if d.sells() {
 		d.offer = h.pageOffer()
 	}
 	site := h.site
