@@ -312,25 +312,29 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			//	A new essay each week
 			// }
 			// One line each; or, on the option's line, one argument each.
-			// A brace that is not quoted would open a block of its
-			// own or close this one early: a line must quote it.
-			brace := func() bool { v := d.Val(); return (v == "{" || v == "}") && !d.Token().Quoted() }
-			for d.NextArg() { // stops before the block's {
-				if brace() {
-					return d.Err("benefits: quote a line that holds { or }")
-				}
-				h.Benefits = append(h.Benefits, d.Val())
-			}
-			for nesting := d.Nesting(); d.NextBlock(nesting); {
-				line := []string{d.Val()}
-				if brace() {
-					return d.Err("benefits: quote a line that holds { or }")
-				}
-				for d.NextArg() {
-					if brace() {
-						return d.Err("benefits: quote a line that holds { or }")
+			// words are the tokens from here to the line's end (the
+			// one under the cursor first, when given). A brace that is
+			// not quoted would open a block of its own or close this
+			// one early: a line must quote it.
+			words := func(current bool) ([]string, error) {
+				var ws []string
+				for ok := current || d.NextArg(); ok; ok = d.NextArg() { // NextArg stops before the block's {
+					if v := d.Val(); (v == "{" || v == "}") && !d.Token().Quoted() {
+						return nil, d.Err("benefits: quote a line that holds { or }")
 					}
-					line = append(line, d.Val())
+					ws = append(ws, d.Val())
+				}
+				return ws, nil
+			}
+			args, err := words(false)
+			if err != nil {
+				return err
+			}
+			h.Benefits = append(h.Benefits, args...)
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				line, err := words(true)
+				if err != nil {
+					return err
 				}
 				h.Benefits = append(h.Benefits, strings.Join(line, " "))
 			}
