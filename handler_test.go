@@ -157,6 +157,34 @@ func newWorld(t testing.TB, opts ...option) *world {
 	return w
 }
 
+// handOver asks the handler itself for path, with c's cookies and the
+// headers, as Caddy would, and returns the request's replacer and the error
+// the handler hands to Caddy (and so to the site's handle_errors).
+func (w *world) handOver(path string, c *http.Client, header ...string) (*caddy.Replacer, error) {
+	w.t.Helper()
+	repl := caddy.NewReplacer()
+	r := httptest.NewRequest(http.MethodGet, path, nil)
+	if c != nil {
+		for _, ck := range c.Jar.Cookies(mustParseURL(w.t, w.site.URL)) {
+			r.AddCookie(ck)
+		}
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		r.Header.Set(header[i], header[i+1])
+	}
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+	return repl, w.h.ServeHTTP(httptest.NewRecorder(), r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+}
+
+func mustParseURL(t testing.TB, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
 // serve is what Caddy does around the handler: a replacer in the context,
 // the next handler, and HandlerError turned into a status.
 func (w *world) serve(rw http.ResponseWriter, r *http.Request) {

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -472,11 +470,7 @@ func TestOfferWebhooksAndTheirNews(t *testing.T) {
 // built-in page would show, in the visitor's language.
 func TestHandleErrorsPlaceholdersNameTheOffer(t *testing.T) {
 	w := newWorld(t, func(h *Handler) { h.Refusals = refusalsHandleErrors; h.TrialDays = 7 })
-	repl := caddy.NewReplacer()
-	r := httptest.NewRequest(http.MethodGet, "/premium/a", nil)
-	r.Header.Set("Accept-Language", "id")
-	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
-	err := w.h.ServeHTTP(httptest.NewRecorder(), r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+	repl, err := w.handOver("/premium/a", nil, "Accept-Language", "id")
 	var he caddyhttp.HandlerError
 	if !errors.As(err, &he) || he.StatusCode != http.StatusPaymentRequired {
 		t.Fatalf("refusal: %v", err)
@@ -660,22 +654,7 @@ func TestHandleErrorsPlaceholdersAreEmptyWhereNothingIsSold(t *testing.T) {
 		h.Refusals = refusalsHandleErrors
 		h.CheckoutLimit = &Limit{Max: 1, Per: caddy.Duration(time.Hour)}
 	})
-	serve := func(path string, c *http.Client, header ...string) (*caddy.Replacer, error) {
-		repl := caddy.NewReplacer()
-		r := httptest.NewRequest(http.MethodGet, path, nil)
-		r.RemoteAddr = "192.0.2.7:4000"
-		if c != nil {
-			for _, ck := range c.Jar.Cookies(mustParseURL(t, w.site.URL)) {
-				r.AddCookie(ck)
-			}
-		}
-		for i := 0; i+1 < len(header); i += 2 {
-			r.Header.Set(header[i], header[i+1])
-		}
-		r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
-		return repl, w.h.ServeHTTP(httptest.NewRecorder(), r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
-	}
-	if _, err := serve("/paywall/checkout?return=%2F", nil); err != nil {
+	if _, err := w.handOver("/paywall/checkout?return=%2F", nil); err != nil {
 		t.Fatalf("the address's one checkout: %v", err)
 	}
 	_, _, c := w.subscriber("active")
@@ -685,13 +664,13 @@ func TestHandleErrorsPlaceholdersAreEmptyWhereNothingIsSold(t *testing.T) {
 		status int
 		serve  func() (*caddy.Replacer, error)
 	}{
-		{"checkout_limit", http.StatusTooManyRequests, func() (*caddy.Replacer, error) { return serve("/paywall/checkout?return=%2F", nil) }},
+		{"checkout_limit", http.StatusTooManyRequests, func() (*caddy.Replacer, error) { return w.handOver("/paywall/checkout?return=%2F", nil) }},
 		{"invalid key", http.StatusUnauthorized, func() (*caddy.Replacer, error) {
-			return serve("/premium/a", nil, "Authorization", "Bearer pwk_"+strings.Repeat("a", 60))
+			return w.handOver("/premium/a", nil, "Authorization", "Bearer pwk_"+strings.Repeat("a", 60))
 		}},
 		{"Stripe down", http.StatusServiceUnavailable, func() (*caddy.Replacer, error) {
 			w.fake.SetOutage(stripefake.OutageErrors)
-			return serve("/premium/a", c)
+			return w.handOver("/premium/a", c)
 		}},
 	} {
 		repl, err := tc.serve()
@@ -712,12 +691,4 @@ func TestHandleErrorsPlaceholdersAreEmptyWhereNothingIsSold(t *testing.T) {
 	if n := offerReads(w.fake) - reads; n != 0 {
 		t.Errorf("the refusals read the price %d times", n)
 	}
-}
-
-func mustParseURL(t *testing.T, s string) *url.URL {
-	u, err := url.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
 }
