@@ -42,7 +42,20 @@ func TestEndToEndRefusalsThroughHandleErrors(t *testing.T) {
 	})
 	site := strings.Replace(inst.URL(), "127.0.0.1", "localhost", 1)
 
+	// What the page sells reaches the site's page, escaped there: the
+	// product's name is the Stripe account's to choose. The first refusal
+	// reads it, waiting half a second at most, so a slow read shows it on
+	// the next.
+	if err := fake.UpdateProduct(stripefake.DefaultPrice.Product, "Premium <b>", ""); err != nil {
+		t.Fatal(err)
+	}
 	res, page := e2eGet(t, e2eBrowser(t), site+"/premium/article.html", "text/html")
+	for i := 0; i < 10 && !strings.Contains(page, `id="offer"`); i++ {
+		res, page = e2eGet(t, e2eBrowser(t), site+"/premium/article.html", "text/html")
+	}
+	if !strings.Contains(page, `<p id="offer"><strong>Premium &lt;b&gt;</strong>: $5.00 / month</p>`) {
+		t.Errorf("the site's page does not show the offer, escaped:\n%s", page)
+	}
 	if res.StatusCode != http.StatusPaymentRequired || !strings.Contains(page, `data-reason="no_subscription"`) ||
 		!strings.Contains(page, `href="/paywall/checkout?return=%2Fpremium%2Farticle.html"`) {
 		t.Fatalf("402 through handle_errors: %d\n%s", res.StatusCode, page)
